@@ -1,0 +1,87 @@
+//! Phantom token module for NGINX, in Rust.
+//!
+//! A drop-in replacement for `curityio/nginx_phantom_token_module`: in the
+//! access phase it takes the client's opaque `Bearer` token, introspects it
+//! through a subrequest to an internal location (RFC 7662, answered with a
+//! JWT) and forwards `Authorization: Bearer <jwt>` to the upstream API.
+//!
+//! Reading order: this file (registration) → [`conf`] (directives) →
+//! [`handler`] (access-phase decision table) → [`introspect`] (subrequest and
+//! response capture) → [`response`] (error answers).
+#![allow(static_mut_refs)]
+
+pub mod bearer;
+pub mod conf;
+mod ffi_guard;
+pub mod handler;
+pub mod introspect;
+pub mod jwt;
+pub mod response;
+pub mod www_authenticate;
+
+use core::ptr::addr_of;
+
+use nginx_sys::{
+    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, NGX_ERROR, NGX_HTTP_MODULE,
+    NGX_OK,
+};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+
+/// The module type used with `ngx`'s configuration helpers.
+pub struct Module;
+
+impl HttpModule for Module {
+    fn module() -> &'static ngx_module_t {
+        // SAFETY: the module static is only written by NGINX while loading
+        // (index fields), before any request is processed.
+        unsafe { &*addr_of!(ngx_curity_http_phantom_token_module) }
+    }
+
+    unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        // SAFETY: NGINX calls postconfiguration with a valid conf pointer,
+        // once the http block is parsed; the core main conf exists by then.
+        let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
+        let h = ngx_array_push(&mut phase.handlers).cast::<ngx_http_handler_pt>();
+        if h.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        *h = Some(handler::access_handler);
+        introspect::install_body_filter();
+        NGX_OK as ngx_int_t
+    }
+}
+
+// SAFETY: the location conf of this module is always `conf::LocationConf`
+// (created by `create_loc_conf` below).
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = conf::LocationConf;
+}
+
+static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: None,
+    postconfiguration: Some(Module::postconfiguration),
+    create_main_conf: None,
+    init_main_conf: None,
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(Module::create_loc_conf),
+    merge_loc_conf: Some(Module::merge_loc_conf),
+};
+
+ngx::ngx_modules!(ngx_curity_http_phantom_token_module);
+
+/// The module descriptor NGINX loads (same name as the C module's).
+#[used]
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_curity_http_phantom_token_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(MODULE_CTX) as _,
+    // SAFETY: taking the address of the static command table.
+    commands: unsafe { &raw mut conf::directives::COMMANDS[0] },
+    type_: NGX_HTTP_MODULE as _,
+    ..ngx_module_t::default()
+};

@@ -1,0 +1,97 @@
+//! Error answers: JSON body, `Content-Type: application/json`, and
+//! `WWW-Authenticate` on 401.
+
+use core::ptr;
+
+use nginx_sys::{
+    ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push,
+    ngx_pcalloc, ngx_str_t, ngx_table_elt_t, NGX_DONE, NGX_ERROR, NGX_HTTP_UNAUTHORIZED, NGX_OK,
+};
+
+use crate::conf::LocationConf;
+use crate::www_authenticate::error_body;
+
+const JSON: &[u8] = b"application/json";
+
+fn static_str(s: &'static [u8]) -> ngx_str_t {
+    ngx_str_t {
+        len: s.len(),
+        data: s.as_ptr().cast_mut(),
+    }
+}
+
+/// Sends the module's own error response for `status` and finalizes the
+/// request; returns `NGX_DONE` for the access phase. The response is sent
+/// here (not returned as a status) so that `error_page` does not replace it,
+/// as with the C module.
+///
+/// # Safety
+/// `r` must be a valid main request in the access phase.
+pub unsafe fn send_error(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    status: usize,
+) -> ngx_int_t {
+    let rc = ngx_http_discard_request_body(r);
+    if rc != NGX_OK as ngx_int_t {
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE as ngx_int_t;
+    }
+    let body = error_body(status).as_bytes();
+    let out = &mut (*r).headers_out;
+    out.status = status;
+    out.content_type = static_str(JSON);
+    out.content_type_len = JSON.len();
+    out.content_type_lowcase = ptr::null_mut();
+    out.content_length_n = body.len() as _;
+
+    if status == NGX_HTTP_UNAUTHORIZED as usize && !add_www_authenticate(r, &conf.challenge) {
+        ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t);
+        return NGX_DONE as ngx_int_t;
+    }
+
+    let rc = ngx_http_send_header(r);
+    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
+        ngx_http_finalize_request(r, rc);
+        return NGX_DONE as ngx_int_t;
+    }
+
+    let Some(b) = ngx_pcalloc((*r).pool, size_of::<ngx_buf_t>())
+        .cast::<ngx_buf_t>()
+        .as_mut()
+    else {
+        ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t);
+        return NGX_DONE as ngx_int_t;
+    };
+    b.pos = body.as_ptr().cast_mut();
+    b.last = b.pos.add(body.len());
+    b.start = b.pos;
+    b.end = b.last;
+    b.set_memory(1);
+    b.set_last_buf(1);
+    b.set_last_in_chain(1);
+    let mut chain = ngx_chain_t {
+        buf: b,
+        next: ptr::null_mut(),
+    };
+    let rc = ngx_http_output_filter(r, &mut chain);
+    ngx_http_finalize_request(r, rc);
+    NGX_DONE as ngx_int_t
+}
+
+/// Adds `WWW-Authenticate: <challenge>` to the response headers.
+unsafe fn add_www_authenticate(r: *mut ngx_http_request_t, challenge: &[u8]) -> bool {
+    let h = ngx_list_push(&mut (*r).headers_out.headers).cast::<ngx_table_elt_t>();
+    if h.is_null() {
+        return false;
+    }
+    ptr::write_bytes(h, 0, 1);
+    if nginx_sys::add_to_ngx_table(h, (*r).pool, "WWW-Authenticate", challenge).is_none() {
+        (*h).hash = 0;
+        return false;
+    }
+    (*h).hash = 1;
+    (*r).headers_out.www_authenticate = h;
+    true
+}
