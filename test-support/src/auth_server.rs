@@ -495,7 +495,11 @@ async fn introspect(
             if (300..400).contains(&status) {
                 headers.push(("Location", format!("{}/elsewhere", shared.issuer)));
             }
-            let body = if status == 204 { &[][..] } else { body.as_bytes() };
+            let body = if status == 204 {
+                &[][..]
+            } else {
+                body.as_bytes()
+            };
             return Action::Respond(http::response(status, &headers, body, keep_alive));
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
@@ -570,7 +574,11 @@ fn introspection_answer(
         };
         (claims, st.cache_control.clone())
     };
-    let active = claims.filter(|c| c.get("exp").and_then(Value::as_i64).is_none_or(|e| e > now()));
+    let active = claims.filter(|c| {
+        c.get("exp")
+            .and_then(Value::as_i64)
+            .is_none_or(|e| e > now())
+    });
     match active {
         None => (204, Vec::new(), Vec::new()),
         Some(claims) => {
@@ -584,7 +592,8 @@ fn introspection_answer(
 }
 
 fn token_endpoint(shared: &Shared, req: &Request, keep_alive: bool) -> Vec<u8> {
-    let error = |status: u16, body: &[u8]| http::response(status, &json_headers(), body, keep_alive);
+    let error =
+        |status: u16, body: &[u8]| http::response(status, &json_headers(), body, keep_alive);
     if req.method != "POST" {
         return error(405, br#"{"error":"method_not_allowed"}"#);
     }
@@ -621,5 +630,10 @@ fn token_endpoint(shared: &Shared, req: &Request, keep_alive: bool) -> Vec<u8> {
         "expires_in": 300,
         "scope": scope,
     });
-    http::response(200, &json_headers(), body.to_string().as_bytes(), keep_alive)
+    http::response(
+        200,
+        &json_headers(),
+        body.to_string().as_bytes(),
+        keep_alive,
+    )
 }

@@ -147,7 +147,9 @@ impl Conn {
         };
         let head: Vec<u8> = self.buf.drain(..head_end + 4).collect();
         let head = &head[..head_end];
-        let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        let mut lines = head
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
         let request_line = String::from_utf8_lossy(lines.next().unwrap_or_default()).into_owned();
         let mut parts = request_line.split(' ').filter(|p| !p.is_empty());
         let method = parts.next().ok_or_else(|| bad("no method"))?.to_string();
@@ -202,8 +204,7 @@ impl Conn {
             let line = self.read_line().await?;
             let line = String::from_utf8_lossy(&line);
             let size_str = line.split(';').next().unwrap_or("").trim();
-            let size =
-                usize::from_str_radix(size_str, 16).map_err(|_| bad("bad chunk size"))?;
+            let size = usize::from_str_radix(size_str, 16).map_err(|_| bad("bad chunk size"))?;
             if size == 0 {
                 // Trailer section, terminated by an empty line.
                 while !self.read_line().await?.is_empty() {}

@@ -47,7 +47,11 @@ pub fn nginx_binary() -> PathBuf {
     for profile in fs::read_dir(&target).into_iter().flatten().flatten() {
         let build = profile.path().join("build");
         for entry in fs::read_dir(&build).into_iter().flatten().flatten() {
-            if !entry.file_name().to_string_lossy().starts_with("nginx-sys-") {
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("nginx-sys-")
+            {
                 continue;
             }
             let bin = entry.path().join("out/objs/nginx");
@@ -140,7 +144,7 @@ fn free_port() -> u16 {
         .expect("cannot pick a free port")
 }
 
-type HttpFn = Box<dyn FnOnce(u16) -> String>;
+type HttpFn<'a> = Box<dyn FnOnce(u16) -> String + 'a>;
 
 /// Configures and starts an [`Nginx`] instance.
 ///
@@ -179,16 +183,16 @@ type HttpFn = Box<dyn FnOnce(u16) -> String>;
 ///
 /// Alternatively [`http_body`](Self::http_body) takes a literal text in which
 /// `{PORT}` is replaced with the listen port.
-pub struct NginxBuilder {
+pub struct NginxBuilder<'a> {
     workers: usize,
     main_conf: String,
     load_module: bool,
     port: Option<u16>,
     wait_ports: Vec<u16>,
-    http: Option<HttpFn>,
+    http: Option<HttpFn<'a>>,
 }
 
-impl Default for NginxBuilder {
+impl Default for NginxBuilder<'_> {
     fn default() -> Self {
         NginxBuilder {
             workers: 2,
@@ -227,7 +231,9 @@ impl Layout {
         if unsafe { libc::geteuid() } == 0 {
             conf.push_str("user root;\n");
         }
-        conf.push_str(&format!("error_log {p}/error.log debug;\npid {p}/nginx.pid;\n"));
+        conf.push_str(&format!(
+            "error_log {p}/error.log debug;\npid {p}/nginx.pid;\n"
+        ));
         conf.push_str("events {\n    worker_connections 1024;\n}\n");
         if !self.main_conf.is_empty() {
             conf.push_str(&self.main_conf);
@@ -296,7 +302,7 @@ impl ConfigTest {
     }
 }
 
-impl NginxBuilder {
+impl<'a> NginxBuilder<'a> {
     /// Number of worker processes (default 2).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
@@ -329,7 +335,7 @@ impl NginxBuilder {
     }
 
     /// Sets the body of the `http {}` block from the listen port.
-    pub fn http(mut self, f: impl FnOnce(u16) -> String + 'static) -> Self {
+    pub fn http(mut self, f: impl FnOnce(u16) -> String + 'a) -> Self {
         self.http = Some(Box::new(f));
         self
     }
@@ -441,7 +447,7 @@ pub struct Nginx {
 
 impl Nginx {
     /// A builder with default settings.
-    pub fn builder() -> NginxBuilder {
+    pub fn builder<'a>() -> NginxBuilder<'a> {
         NginxBuilder::default()
     }
 
@@ -585,7 +591,10 @@ impl Nginx {
                 break;
             }
             if let Some(line) = new.lines().find(|l| l.contains("[emerg]")) {
-                return Err(format!("nginx reload failed: {line}\n{}", filter_debug(new)));
+                return Err(format!(
+                    "nginx reload failed: {line}\n{}",
+                    filter_debug(new)
+                ));
             }
             if Instant::now() > deadline {
                 return Err(format!(
@@ -616,7 +625,11 @@ impl Nginx {
     fn wait_ready(&mut self, ports: &[u16]) -> Result<(), String> {
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 return Err(format!(
                     "nginx exited at startup ({status}).\nstderr:\n{}\nerror.log:\n{}",
                     self.stderr(),

@@ -134,8 +134,8 @@ fn decode_chunked(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(pos) = find(data, b"\r\n") {
         let line = String::from_utf8_lossy(&data[..pos]);
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or(0);
+        let size =
+            usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
         data = &data[pos + 2..];
         if size == 0 {
             break;

@@ -37,7 +37,10 @@ fn main() {
     println!("  introspection endpoint: {}", auth.introspection_url());
     println!("  client id:              {CLIENT_ID}");
     println!("  client secret:          {CLIENT_SECRET}");
-    println!("  introspection auth:     Authorization: {}", auth.basic_auth_header());
+    println!(
+        "  introspection auth:     Authorization: {}",
+        auth.basic_auth_header()
+    );
     println!("echo upstream:        {}", echo.base_url());
     println!();
     println!("get a token:");
