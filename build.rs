@@ -12,6 +12,14 @@ fn main() {
             println!("cargo::rustc-cfg=ngx_feature=\"{feature}\"");
         }
     }
+    // `headers_out.www_authenticate` exists since NGINX 1.23.0.
+    println!("cargo::rustc-check-cfg=cfg(ngx_www_authenticate_list)");
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    if let Ok(version) = std::env::var("DEP_NGINX_VERSION_NUMBER") {
+        if version.parse::<u64>().unwrap_or(0) >= 1_023_000 {
+            println!("cargo::rustc-cfg=ngx_www_authenticate_list");
+        }
+    }
     println!("cargo::rerun-if-env-changed=DEP_NGINX_BUILD_DIR");
     if let Ok(build_dir) = std::env::var("DEP_NGINX_BUILD_DIR") {
         println!("cargo::rustc-env=NGINX_BUILD_DIR={build_dir}");

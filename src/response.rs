@@ -92,6 +92,9 @@ unsafe fn add_www_authenticate(r: *mut ngx_http_request_t, challenge: &[u8]) -> 
         return false;
     }
     (*h).hash = 1;
-    (*r).headers_out.www_authenticate = h;
+    #[cfg(ngx_www_authenticate_list)]
+    {
+        (*r).headers_out.www_authenticate = h;
+    }
     true
 }

@@ -1,0 +1,62 @@
+# Phantom token module: build, test and demo.
+#
+#   make            build NGINX (vendored source) and the module (BUILD=debug)
+#   make test       run unit and integration tests against the real nginx
+#   make run        start the demo gateway, authorization server and echo API
+#   make check      cargo fmt --check + clippy -D warnings
+#   make module NGINX_SOURCE_DIR=/path/to/configured/nginx   build against your tree
+#   make help
+
+BUILD ?= debug
+include build/build-$(BUILD).mk
+export NGX_CONFIGURE_ARGS
+
+CARGO      ?= cargo
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+OBJS       := objs-$(BUILD)
+MODULE     := ngx_curity_http_phantom_token_module.so
+LIB        := $(TARGET_DIR)/$(CARGO_OUT)/libngx_curity_http_phantom_token_module.so
+
+# Paths the integration tests use (test-support reads them).
+export NGINX_BIN            = $(CURDIR)/$(OBJS)/nginx
+export PHANTOM_TOKEN_MODULE = $(CURDIR)/$(OBJS)/$(MODULE)
+
+.PHONY: all build module test unit check run bench clean help
+
+all: build
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/^[^:]*://' | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## Build vendored NGINX + the module into objs-$(BUILD)/
+	$(CARGO) build --profile $(CARGO_PROFILE) --lib
+	@mkdir -p $(OBJS)
+	cp $(LIB) $(OBJS)/$(MODULE)
+	cp "$$(cat $$(ls -td $(TARGET_DIR)/$(CARGO_OUT)/build/ngx_curity_http_phantom_token_module-*/out/nginx_build_dir | head -1))/nginx" $(OBJS)/nginx
+	@echo "module: $(OBJS)/$(MODULE)"; echo "nginx:  $(OBJS)/nginx"
+
+module: ## Build only the module against NGINX_SOURCE_DIR (a configured tree, --with-compat)
+	@test -n "$(NGINX_SOURCE_DIR)$(NGINX_BUILD_DIR)" || { echo "set NGINX_SOURCE_DIR (and optionally NGINX_BUILD_DIR)"; exit 1; }
+	NGINX_SOURCE_DIR=$(NGINX_SOURCE_DIR) NGINX_BUILD_DIR=$(NGINX_BUILD_DIR) \
+	  $(CARGO) build --release --lib --no-default-features --target-dir target/external
+	@mkdir -p objs-external
+	cp target/external/release/libngx_curity_http_phantom_token_module.so objs-external/$(MODULE)
+	@echo "module: objs-external/$(MODULE)"
+
+test: build ## Unit + integration tests (real nginx, test AS, echo API)
+	$(CARGO) test --workspace --profile $(CARGO_PROFILE) -- --test-threads=4
+
+check: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+run: build ## Demo gateway on :8080 with the demo AS (:8444) and echo API (:8081)
+	$(CARGO) build --profile $(CARGO_PROFILE) -p test-support --bin demo-servers
+	scripts/run-demo $(CURDIR)/$(OBJS) $(TARGET_DIR)/$(CARGO_OUT)/demo-servers
+
+bench: ## Side-by-side wrk benchmark (BUILD=release recommended)
+	scripts/bench
+
+clean: ## Remove build outputs
+	$(CARGO) clean
+	rm -rf objs-*
