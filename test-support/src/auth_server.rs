@@ -168,6 +168,8 @@ impl AuthServer {
         let task = http::runtime().spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
+                    // E.g. out of file descriptors: back off instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 };
                 tokio::spawn(handle_connection(s.clone(), stream));

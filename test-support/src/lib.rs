@@ -29,10 +29,10 @@
 //!             listen 127.0.0.1:{port};
 //!             location /api {{
 //!                 phantom_token on;
-//!                 phantom_token_introspection_endpoint /introspect;
+//!                 phantom_token_introspection_endpoint curity;
 //!                 proxy_pass http://127.0.0.1:{echo};
 //!             }}
-//!             location = /introspect {{
+//!             location curity {{
 //!                 internal;
 //!                 proxy_pass_request_headers off;
 //!                 proxy_set_header Authorization "{basic}";
