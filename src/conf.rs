@@ -5,12 +5,12 @@
 
 pub mod directives;
 
-use core::ptr;
-
 use nginx_sys::{ngx_array_t, ngx_flag_t, ngx_str_t, NGX_CONF_UNSET};
 use ngx::http::{Merge, MergeConfigError};
 
 use crate::www_authenticate::bearer_challenge;
+
+const NGX_CONF_UNSET_PTR: *mut ngx_array_t = usize::MAX as *mut ngx_array_t;
 
 /// Default ceiling for the introspection response body (the JWT).
 pub const DEFAULT_MAX_JWT_SIZE: usize = 64 * 1024;
@@ -43,7 +43,8 @@ impl Default for LocationConf {
             endpoint: ngx_str_t::empty(),
             realm: ngx_str_t::empty(),
             scopes: ngx_str_t::empty(),
-            scope_list: ptr::null_mut(),
+            // ngx_conf_set_str_array_slot creates the array only over UNSET_PTR.
+            scope_list: NGX_CONF_UNSET_PTR,
             basic_credential: ngx_str_t::empty(),
             max_jwt_size: usize::MAX,
             challenge: Vec::new(),
@@ -84,7 +85,7 @@ impl LocationConf {
         if !self.scopes.data.is_null() {
             return self.scopes.as_bytes().to_vec();
         }
-        if self.scope_list.is_null() {
+        if self.scope_list == NGX_CONF_UNSET_PTR || self.scope_list.is_null() {
             return Vec::new();
         }
         // SAFETY: `scope_list` was created by ngx_conf_set_str_array_slot
@@ -113,7 +114,7 @@ impl Merge for LocationConf {
         merge_str(&mut self.endpoint, &prev.endpoint, b"");
         merge_str(&mut self.realm, &prev.realm, b"api");
         merge_str(&mut self.basic_credential, &prev.basic_credential, b"");
-        if self.scopes.data.is_null() && self.scope_list.is_null() {
+        if self.scopes.data.is_null() && self.scope_list == NGX_CONF_UNSET_PTR {
             self.scopes = prev.scopes;
             self.scope_list = prev.scope_list;
         }
