@@ -1,2 +1,130 @@
-//! placeholder
+//! Configuration errors at `nginx -t`, in NGINX's own format
+//! (`[emerg] ... in <file>:<line>`), and the accepted contexts.
+
 mod common;
+use common::*;
+
+/// Runs `nginx -t` on a server with `location /api { <api> }`.
+fn check(api: &str) -> ConfigTest {
+    let api = api.to_string();
+    Nginx::builder()
+        .http(move |port| {
+            format!(
+                "server {{\n listen 127.0.0.1:{port};\n location /api {{\n{api}\n proxy_pass http://127.0.0.1:1;\n }}\n location curity {{ internal; proxy_pass http://127.0.0.1:1; }}\n}}"
+            )
+        })
+        .test_config()
+}
+
+fn assert_emerg(api: &str, offending: &str, message: &str) {
+    let t = check(api);
+    assert!(!t.ok, "nginx -t accepted:\n{}", t.conf_text);
+    let expected = format!("[emerg] {message} in {}", t.location_of(offending));
+    assert!(t.output.contains(&expected), "expected {expected:?} in:\n{}", t.output);
+}
+
+#[test]
+fn valid_2_0_and_1_x_directives_pass() {
+    let t = check(
+        r#"phantom_token on;
+        phantom_token_introspection_endpoint curity;
+        phantom_token_realm "myGoodAPI";
+        phantom_token_scopes "scope_a scope_b";
+        phantom_token_scope scope_c;
+        phantom_token_client_credential "client_id" "client_secret";
+        phantom_token_max_jwt_size 128k;"#,
+    );
+    assert!(t.ok, "{}", t.output);
+}
+
+#[test]
+fn phantom_token_takes_on_or_off() {
+    assert_emerg(
+        "phantom_token maybe;",
+        "phantom_token maybe",
+        r#"invalid value "maybe" in "phantom_token" directive, it must be "on" or "off""#,
+    );
+}
+
+#[test]
+fn wrong_argument_counts_are_rejected() {
+    assert_emerg(
+        "phantom_token;",
+        "phantom_token;",
+        r#"invalid number of arguments in "phantom_token" directive"#,
+    );
+    assert_emerg(
+        "phantom_token_introspection_endpoint a b;",
+        "phantom_token_introspection_endpoint a b",
+        r#"invalid number of arguments in "phantom_token_introspection_endpoint" directive"#,
+    );
+    assert_emerg(
+        "phantom_token_client_credential only_id;",
+        "phantom_token_client_credential only_id",
+        r#"invalid number of arguments in "phantom_token_client_credential" directive"#,
+    );
+}
+
+#[test]
+fn empty_endpoint_is_rejected() {
+    assert_emerg(
+        r#"phantom_token_introspection_endpoint "";"#,
+        "phantom_token_introspection_endpoint",
+        r#"invalid value "" in "phantom_token_introspection_endpoint" directive, a location name is required"#,
+    );
+}
+
+#[test]
+fn client_credential_must_be_shorter_than_255_characters() {
+    let ok = format!("phantom_token_client_credential {} {};", "i".repeat(127), "s".repeat(127));
+    assert!(check(&ok).ok, "254 characters must be accepted");
+    let too_long = format!("phantom_token_client_credential {} {};", "i".repeat(128), "s".repeat(127));
+    assert_emerg(
+        &too_long,
+        "phantom_token_client_credential",
+        r#"client id and secret in "phantom_token_client_credential" directive must be shorter than 255 characters together"#,
+    );
+}
+
+#[test]
+fn duplicates_are_rejected() {
+    assert_emerg(
+        "phantom_token_realm a; phantom_token_realm b;",
+        "phantom_token_realm a",
+        r#""phantom_token_realm" directive is duplicate"#,
+    );
+}
+
+#[test]
+fn location_only_directives_are_refused_at_server_level() {
+    let t = Nginx::builder()
+        .http(|port| {
+            format!("server {{\n listen 127.0.0.1:{port};\n phantom_token_realm api;\n}}")
+        })
+        .test_config();
+    assert!(!t.ok);
+    let expected = format!(
+        r#"[emerg] "phantom_token_realm" directive is not allowed here in {}"#,
+        t.location_of("phantom_token_realm")
+    );
+    assert!(t.output.contains(&expected), "{}", t.output);
+}
+
+#[test]
+fn phantom_token_is_allowed_at_http_and_server_level() {
+    let t = Nginx::builder()
+        .http(|port| {
+            format!("phantom_token off;\nserver {{\n listen 127.0.0.1:{port};\n phantom_token on;\n}}")
+        })
+        .test_config();
+    assert!(t.ok, "{}", t.output);
+}
+
+#[test]
+fn bad_size_is_rejected() {
+    assert_emerg(
+        "phantom_token_max_jwt_size lots;",
+        "phantom_token_max_jwt_size",
+        r#""phantom_token_max_jwt_size" directive invalid value"#,
+    );
+}
