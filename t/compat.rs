@@ -37,7 +37,9 @@ fn gateway_1x(api_extra: &str) -> Gateway {
 #[test]
 fn v1_style_sends_credential_accept_and_content_type_itself() {
     let gw = gateway_1x("");
-    let token = gw.auth.issue_token_exact("a+b&c=d%/", json!({"sub": "carol"}));
+    let token = gw
+        .auth
+        .issue_token_exact("a+b&c=d%/", json!({"sub": "carol"}));
     assert_eq!(token["sub"], "carol");
     let echoed = assert_forwarded(
         client()
@@ -53,9 +55,15 @@ fn v1_style_sends_credential_accept_and_content_type_itself() {
 
     let intro = &gw.auth.introspection_requests()[0];
     assert_eq!(intro.token.as_deref(), Some("a+b&c=d%/"));
-    assert_eq!(intro.headers_named("authorization"), vec![gw.auth.basic_auth_header().as_str()]);
+    assert_eq!(
+        intro.headers_named("authorization"),
+        vec![gw.auth.basic_auth_header().as_str()]
+    );
     assert_eq!(intro.header("accept"), Some("application/jwt"));
-    assert_eq!(intro.header("content-type"), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        intro.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
     // The client's own headers are not sent to the authorization server.
     assert_eq!(intro.header("cookie"), None);
 }
@@ -127,14 +135,12 @@ fn endpoint_with_leading_slash_works_too() {
 #[test]
 fn proxy_cache_on_the_introspection_location_serves_the_jwt_from_cache() {
     let gw = gateway_custom(|auth, echo, port| {
-        let cache = format!(
-            "proxy_cache_methods POST;
+        let cache = "proxy_cache_methods POST;
             proxy_cache api_cache;
             proxy_cache_key $request_body;
             proxy_ignore_headers Set-Cookie;
             proxy_cache_valid 200 1m;
-            add_header X-Cache-Status $upstream_cache_status;"
-        );
+            add_header X-Cache-Status $upstream_cache_status;";
         format!(
             r#"
     proxy_cache_path cache levels=1:2 keys_zone=api_cache:10m max_size=10m inactive=60m use_temp_path=off;
@@ -148,10 +154,13 @@ fn proxy_cache_on_the_introspection_location_serves_the_jwt_from_cache() {
         {curity}
     }}"#,
             echo = echo.port(),
-            curity = curity_location(auth, &cache)
+            curity = curity_location(auth, cache)
         )
     });
-    let (a, b) = (gw.auth.issue_token(json!({"sub": "a"})), gw.auth.issue_token(json!({"sub": "b"})));
+    let (a, b) = (
+        gw.auth.issue_token(json!({"sub": "a"})),
+        gw.auth.issue_token(json!({"sub": "b"})),
+    );
     let mut jwts = Vec::new();
     for (token, sub) in [(&a, "a"), (&a, "a"), (&b, "b"), (&a, "a"), (&b, "b")] {
         let echoed = assert_forwarded(gw.get_bearer("/api/c", token));

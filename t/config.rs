@@ -20,7 +20,11 @@ fn assert_emerg(api: &str, offending: &str, message: &str) {
     let t = check(api);
     assert!(!t.ok, "nginx -t accepted:\n{}", t.conf_text);
     let expected = format!("[emerg] {message} in {}", t.location_of(offending));
-    assert!(t.output.contains(&expected), "expected {expected:?} in:\n{}", t.output);
+    assert!(
+        t.output.contains(&expected),
+        "expected {expected:?} in:\n{}",
+        t.output
+    );
 }
 
 #[test]
@@ -76,9 +80,17 @@ fn empty_endpoint_is_rejected() {
 
 #[test]
 fn client_credential_must_be_shorter_than_255_characters() {
-    let ok = format!("phantom_token_client_credential {} {};", "i".repeat(127), "s".repeat(127));
+    let ok = format!(
+        "phantom_token_client_credential {} {};",
+        "i".repeat(127),
+        "s".repeat(127)
+    );
     assert!(check(&ok).ok, "254 characters must be accepted");
-    let too_long = format!("phantom_token_client_credential {} {};", "i".repeat(128), "s".repeat(127));
+    let too_long = format!(
+        "phantom_token_client_credential {} {};",
+        "i".repeat(128),
+        "s".repeat(127)
+    );
     assert_emerg(
         &too_long,
         "phantom_token_client_credential",
@@ -98,9 +110,7 @@ fn duplicates_are_rejected() {
 #[test]
 fn location_only_directives_are_refused_at_server_level() {
     let t = Nginx::builder()
-        .http(|port| {
-            format!("server {{\n listen 127.0.0.1:{port};\n phantom_token_realm api;\n}}")
-        })
+        .http(|port| format!("server {{\n listen 127.0.0.1:{port};\n phantom_token_realm api;\n}}"))
         .test_config();
     assert!(!t.ok);
     let expected = format!(
@@ -114,7 +124,9 @@ fn location_only_directives_are_refused_at_server_level() {
 fn phantom_token_is_allowed_at_http_and_server_level() {
     let t = Nginx::builder()
         .http(|port| {
-            format!("phantom_token off;\nserver {{\n listen 127.0.0.1:{port};\n phantom_token on;\n}}")
+            format!(
+                "phantom_token off;\nserver {{\n listen 127.0.0.1:{port};\n phantom_token on;\n}}"
+            )
         })
         .test_config();
     assert!(t.ok, "{}", t.output);

@@ -7,7 +7,10 @@ use common::*;
 use sha2::{Digest, Sha256};
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[test]
@@ -59,7 +62,10 @@ fn request_bodies_reach_the_upstream_intact() {
         .send()
         .unwrap();
     let echoed = assert_forwarded(small);
-    assert_eq!((echoed.method.as_str(), echoed.body.as_str()), ("POST", "hello=world"));
+    assert_eq!(
+        (echoed.method.as_str(), echoed.body.as_str()),
+        ("POST", "hello=world")
+    );
 
     let put = client()
         .put(gw.nginx.url("/api/big?x=1&y=%20z"))
@@ -88,7 +94,10 @@ fn request_bodies_reach_the_upstream_intact() {
 #[test]
 fn http_1_0_requests_work() {
     let gw = gateway("", "");
-    let raw = format!("GET /api/old?q=1 HTTP/1.0\r\nAuthorization: Bearer {}\r\n\r\n", gw.token());
+    let raw = format!(
+        "GET /api/old?q=1 HTTP/1.0\r\nAuthorization: Bearer {}\r\n\r\n",
+        gw.token()
+    );
     let (status, _, body) = parse_raw_response(&raw_request(gw.nginx.port(), raw.as_bytes()));
     assert_eq!(status, 200, "{body}");
     let echoed: EchoResponse = serde_json::from_str(&body).unwrap();
@@ -189,11 +198,22 @@ fn internal_redirects_after_access_do_not_introspect_again() {
 fn keepalive_connections_introspect_each_request() {
     let gw = gateway("", "");
     let c = client();
-    let (a, b) = (gw.auth.issue_token(json!({"sub": "a"})), gw.auth.issue_token(json!({"sub": "b"})));
+    let (a, b) = (
+        gw.auth.issue_token(json!({"sub": "a"})),
+        gw.auth.issue_token(json!({"sub": "b"})),
+    );
     for (token, sub) in [(&a, "a"), (&b, "b"), (&a, "a")] {
-        let echoed = assert_forwarded(c.get(gw.nginx.url("/api/k")).bearer_auth(token).send().unwrap());
+        let echoed = assert_forwarded(
+            c.get(gw.nginx.url("/api/k"))
+                .bearer_auth(token)
+                .send()
+                .unwrap(),
+        );
         assert_eq!(gw.auth.decode_jwt(echoed.bearer().unwrap())["sub"], sub);
     }
-    assert_unauthorized(c.get(gw.nginx.url("/api/k")).send().unwrap(), r#"Bearer realm="api""#);
+    assert_unauthorized(
+        c.get(gw.nginx.url("/api/k")).send().unwrap(),
+        r#"Bearer realm="api""#,
+    );
     assert_eq!(gw.auth.introspection_count(), 3);
 }
