@@ -3,14 +3,24 @@
 //! Directive handlers live in [`directives`]; merge logic sits next to the
 //! struct, as in NGINX's own modules.
 
+pub mod cache;
 pub mod directives;
 
-use nginx_sys::{ngx_array_t, ngx_flag_t, ngx_str_t, NGX_CONF_UNSET};
+use nginx_sys::{ngx_array_t, ngx_flag_t, ngx_msec_t, ngx_shm_zone_t, ngx_str_t, NGX_CONF_UNSET};
 use ngx::http::{Merge, MergeConfigError};
 
 use crate::www_authenticate::bearer_challenge;
 
 const NGX_CONF_UNSET_PTR: *mut ngx_array_t = usize::MAX as *mut ngx_array_t;
+const UNSET_ZONE: *mut ngx_shm_zone_t = usize::MAX as *mut ngx_shm_zone_t;
+const UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
+
+/// Default `phantom_token_cache_max_ttl`.
+pub const DEFAULT_CACHE_MAX_TTL_MS: ngx_msec_t = 300_000;
+/// Default `phantom_token_cache_negative_ttl`.
+pub const DEFAULT_NEGATIVE_TTL_MS: ngx_msec_t = 5_000;
+/// Default `phantom_token_cache_lock_timeout`.
+pub const DEFAULT_LOCK_TIMEOUT_MS: ngx_msec_t = 5_000;
 
 /// Default ceiling for the introspection response body (the JWT).
 pub const DEFAULT_MAX_JWT_SIZE: usize = 64 * 1024;
@@ -34,6 +44,18 @@ pub struct LocationConf {
     pub max_jwt_size: usize,
     /// The `WWW-Authenticate` value, computed at merge time.
     pub challenge: Vec<u8>,
+    /// `phantom_token_cache <zone>|off` (null: off).
+    pub cache_zone: *mut ngx_shm_zone_t,
+    /// `phantom_token_cache_max_ttl`.
+    pub cache_max_ttl: ngx_msec_t,
+    /// `phantom_token_cache_negative_ttl`.
+    pub cache_negative_ttl: ngx_msec_t,
+    /// `phantom_token_cache_lock_timeout`.
+    pub cache_lock_timeout: ngx_msec_t,
+    /// `phantom_token_cache_admin [zone]` (null: no admin here).
+    pub admin_zone: *mut ngx_shm_zone_t,
+    /// `phantom_token_cache_admin` was given in this location.
+    pub admin: bool,
 }
 
 impl Default for LocationConf {
@@ -48,6 +70,12 @@ impl Default for LocationConf {
             basic_credential: ngx_str_t::empty(),
             max_jwt_size: usize::MAX,
             challenge: Vec::new(),
+            cache_zone: UNSET_ZONE,
+            cache_max_ttl: UNSET_MSEC,
+            cache_negative_ttl: UNSET_MSEC,
+            cache_lock_timeout: UNSET_MSEC,
+            admin_zone: core::ptr::null_mut(),
+            admin: false,
         }
     }
 }
@@ -63,7 +91,20 @@ fn merge_str(conf: &mut ngx_str_t, prev: &ngx_str_t, default: &'static [u8]) {
     }
 }
 
+fn merge_msec(conf: &mut ngx_msec_t, prev: ngx_msec_t, default: ngx_msec_t) {
+    if *conf == UNSET_MSEC {
+        *conf = if prev == UNSET_MSEC { default } else { prev };
+    }
+}
+
 impl LocationConf {
+    /// The cache zone used in this location, if any.
+    pub fn cache(&self) -> Option<crate::state::zone::Zone> {
+        // SAFETY: a non-null zone pointer comes from ngx_shared_memory_add
+        // and was initialized before workers serve requests.
+        unsafe { crate::state::zone::Zone::from_shm_zone(self.cache_zone) }
+    }
+
     /// Whether `phantom_token on` applies here.
     pub fn enabled(&self) -> bool {
         self.enable == 1
@@ -124,6 +165,31 @@ impl Merge for LocationConf {
             } else {
                 prev.max_jwt_size
             };
+        }
+        if self.cache_zone == UNSET_ZONE {
+            self.cache_zone = if prev.cache_zone == UNSET_ZONE {
+                core::ptr::null_mut()
+            } else {
+                prev.cache_zone
+            };
+        }
+        merge_msec(
+            &mut self.cache_max_ttl,
+            prev.cache_max_ttl,
+            DEFAULT_CACHE_MAX_TTL_MS,
+        );
+        merge_msec(
+            &mut self.cache_negative_ttl,
+            prev.cache_negative_ttl,
+            DEFAULT_NEGATIVE_TTL_MS,
+        );
+        merge_msec(
+            &mut self.cache_lock_timeout,
+            prev.cache_lock_timeout,
+            DEFAULT_LOCK_TIMEOUT_MS,
+        );
+        if self.admin && self.admin_zone.is_null() {
+            self.admin_zone = self.cache_zone;
         }
         self.challenge = bearer_challenge(self.realm.as_bytes(), &self.effective_scopes());
         Ok(())

@@ -1,7 +1,9 @@
 //! The access-phase handler: parity.md's decision table, row by row.
 
 use nginx_sys::{
-    ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_HTTP_BAD_GATEWAY,
+    ngx_add_timer, ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading,
+    ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_request_t, ngx_http_test_reading,
+    ngx_int_t, ngx_msec_t, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_HTTP_BAD_GATEWAY,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS,
     NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
 };
@@ -9,39 +11,15 @@ use ngx::http::HttpModuleLocationConf;
 use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::bearer::{bearer_token, introspection_body, token_fingerprint};
+use crate::cache::{jwt_exp, jwt_ttl_ms, token_hash};
 use crate::conf::LocationConf;
+use crate::decision::{verdict, Verdict};
 use crate::ffi_guard::guard;
 use crate::introspect::{self, Introspection};
 use crate::jwt::check_compact_jwt;
 use crate::response::send_error;
+use crate::state::zone::{now_ms, EntryKind, Lookup};
 use crate::Module;
-
-/// What the client request gets for an introspection response status.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// 200: forward the JWT in the body.
-    ForwardJwt,
-    /// 204: the token is not active → 401.
-    Inactive,
-    /// 503 from the authorization server → 503.
-    Unavailable,
-    /// 401/403/404/5xx (or no response at all) → 502, logged.
-    BadGateway,
-    /// Any other status → 500, logged.
-    Unexpected,
-}
-
-/// Maps the introspection response status to the client's outcome.
-pub fn verdict(status: usize) -> Verdict {
-    match status {
-        200 => Verdict::ForwardJwt,
-        204 => Verdict::Inactive,
-        503 => Verdict::Unavailable,
-        0 | 401 | 403 | 404 => Verdict::BadGateway,
-        s if s >= 500 => Verdict::BadGateway,
-        _ => Verdict::Unexpected,
-    }
-}
 
 /// The access-phase entry point registered with NGINX.
 ///
@@ -64,9 +42,18 @@ macro_rules! debug {
 }
 
 macro_rules! log {
-    ($level:expr, $r:expr, $($arg:tt)+) => {
-        ngx_log_error!($level, (*(*$r).connection).log, $($arg)+)
-    };
+    ($level:expr, $r:expr, $($arg:tt)+) => {{
+        let log = (*(*$r).connection).log;
+        (*log).action = c"introspecting token".as_ptr().cast_mut();
+        ngx_log_error!($level, log, $($arg)+);
+    }};
+}
+
+/// Marks the request for `$phantom_token_cache_status`.
+unsafe fn set_cache_status(r: *mut ngx_http_request_t, status: &'static str) {
+    if let Some(note) = introspect::note_mut(r) {
+        note.cache_status = Some(status);
+    }
 }
 
 unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -79,12 +66,15 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         return NGX_DECLINED as ngx_int_t;
     }
     if let Some(ctx) = introspect::context(r) {
-        if !ctx.done {
+        if ctx.waiting {
+            // Woken up: look the token up again below.
+            ctx.waiting = false;
+        } else if !ctx.done {
             return NGX_AGAIN as ngx_int_t;
+        } else {
+            return finish(r, conf, ctx);
         }
-        return finish(r, conf, ctx);
-    }
-    if introspect::is_authorized(r) {
+    } else if introspect::note(r).is_some_and(|n| n.authorized) {
         debug!(r, "Token already introspected for this request");
         return NGX_OK as ngx_int_t;
     }
@@ -107,15 +97,75 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         debug!(r, "Authorization header does not contain a bearer token");
         return send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize);
     };
+
+    let mut lease = None;
+    match conf.cache() {
+        None => set_cache_status(r, "BYPASS"),
+        Some(zone) => {
+            let hash = token_hash(token);
+            match zone.begin(&hash, now_ms(), conf.cache_lock_timeout as u64) {
+                Lookup::Jwt(jwt) => {
+                    set_cache_status(r, "HIT");
+                    return use_jwt(r, conf, &jwt);
+                }
+                Lookup::Inactive => {
+                    set_cache_status(r, "NEGATIVE");
+                    return send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize);
+                }
+                Lookup::Wait => return wait_for_leader(r, conf),
+                Lookup::Lead { expired } => {
+                    set_cache_status(r, if expired { "EXPIRED" } else { "MISS" });
+                    lease = Some((zone, hash));
+                }
+            }
+        }
+    }
     debug!(r, "Introspecting token {}", token_fingerprint(token));
     let body = introspection_body(token);
-    match introspect::start(r, conf, endpoint, body.as_bytes()) {
+    match introspect::start(r, conf, endpoint, body.as_bytes(), lease) {
         Ok(()) => NGX_AGAIN as ngx_int_t,
         Err(e) => {
             log!(NGX_LOG_ERR, r, "{e} while introspecting token");
             send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize)
         }
     }
+}
+
+/// How often a request waiting for another one's introspection of the same
+/// token looks at the cache again (bounded by `phantom_token_cache_lock_timeout`).
+const WAIT_POLL_MS: ngx_msec_t = 2;
+
+/// Parks the request on a short timer (as `limit_req` delays requests); it
+/// re-enters the access phase when the timer fires.
+unsafe fn wait_for_leader(r: *mut ngx_http_request_t, conf: &LocationConf) -> ngx_int_t {
+    let Some(ctx) = introspect::context_or_create(r, conf) else {
+        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+    };
+    ctx.waiting = true;
+    let wev = (*(*r).connection).write;
+    (*wev).set_delayed(1);
+    ngx_add_timer(wev, WAIT_POLL_MS);
+    (*r).read_event_handler = Some(ngx_http_test_reading);
+    (*r).write_event_handler = Some(wake_up);
+    NGX_AGAIN as ngx_int_t
+}
+
+/// Write event handler of a waiting request.
+unsafe extern "C" fn wake_up(r: *mut ngx_http_request_t) {
+    let wev = (*(*r).connection).write;
+    if (*wev).delayed() != 0 {
+        if ngx_handle_write_event(wev, 0) != NGX_OK as ngx_int_t {
+            ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+        }
+        return;
+    }
+    if ngx_handle_read_event((*(*r).connection).read, 0) != NGX_OK as ngx_int_t {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+        return;
+    }
+    (*r).read_event_handler = Some(ngx_http_block_reading);
+    (*r).write_event_handler = Some(ngx_http_core_run_phases);
+    ngx_http_core_run_phases(r);
 }
 
 /// Second call, after the subrequest finished: decide from its outcome.
@@ -125,13 +175,17 @@ unsafe fn finish(
     ctx: &mut Introspection,
 ) -> ngx_int_t {
     let status = ctx.status;
+    let lease = ctx.lease.take();
     match verdict(status) {
-        Verdict::ForwardJwt => forward_jwt(r, conf, ctx),
+        Verdict::ForwardJwt => forward_jwt(r, conf, ctx, lease),
         Verdict::Inactive => {
             debug!(
                 r,
                 "Introspection subrequest returned 204: token is not active"
             );
+            if let Some(lease) = lease {
+                lease.complete(EntryKind::Inactive, b"", conf.cache_negative_ttl as u64);
+            }
             send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize)
         }
         Verdict::Unavailable => {
@@ -157,12 +211,13 @@ unsafe fn finish(
     }
 }
 
-/// Replaces the client's `Authorization` value with `Bearer <jwt>`, after
-/// checking that the body is complete and a well-formed JWT.
+/// Checks that the body is complete and a well-formed JWT, caches it (when
+/// leading for the cache) and forwards it.
 unsafe fn forward_jwt(
     r: *mut ngx_http_request_t,
     conf: &LocationConf,
     ctx: &mut Introspection,
+    lease: Option<introspect::Lease>,
 ) -> ngx_int_t {
     let bad_gateway = |what: core::fmt::Arguments| {
         log!(NGX_LOG_ERR, r, "Introspection subrequest returned {what}");
@@ -180,41 +235,34 @@ unsafe fn forward_jwt(
     if let Err(e) = check_compact_jwt(&ctx.body) {
         return bad_gateway(format_args!("{e}"));
     }
+    if let Some(lease) = lease {
+        let ttl = jwt_ttl_ms(
+            now_ms(),
+            ctx.cache_control,
+            jwt_exp(&ctx.body),
+            conf.cache_max_ttl as u64,
+        );
+        lease.complete(EntryKind::Jwt, &ctx.body, ttl);
+    }
+    use_jwt(r, conf, &ctx.body)
+}
+
+/// Replaces the client's `Authorization` value with `Bearer <jwt>`.
+unsafe fn use_jwt(r: *mut ngx_http_request_t, conf: &LocationConf, jwt: &[u8]) -> ngx_int_t {
     let Some(header) = (*r).headers_in.authorization.as_mut() else {
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     };
-    let mut value = Vec::with_capacity(7 + ctx.body.len());
+    let mut value = Vec::with_capacity(7 + jwt.len());
     value.extend_from_slice(b"Bearer ");
-    value.extend_from_slice(&ctx.body);
+    value.extend_from_slice(jwt);
     let Some(v) = ngx_str_t::from_bytes((*r).pool, &value) else {
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     };
     header.value = v;
-    if !introspect::mark_authorized(r) {
+    let Some(note) = introspect::note_mut(r) else {
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
-    }
-    debug!(
-        r,
-        "Forwarding JWT of {} bytes to the upstream",
-        ctx.body.len()
-    );
+    };
+    note.authorized = true;
+    debug!(r, "Forwarding JWT of {} bytes to the upstream", jwt.len());
     NGX_OK as ngx_int_t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decision_table() {
-        assert_eq!(verdict(200), Verdict::ForwardJwt);
-        assert_eq!(verdict(204), Verdict::Inactive);
-        assert_eq!(verdict(503), Verdict::Unavailable);
-        for s in [0, 401, 403, 404, 500, 502, 504, 599] {
-            assert_eq!(verdict(s), Verdict::BadGateway, "{s}");
-        }
-        for s in [201, 301, 302, 400, 418, 429] {
-            assert_eq!(verdict(s), Verdict::Unexpected, "{s}");
-        }
-    }
 }

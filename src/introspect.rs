@@ -15,8 +15,10 @@ use nginx_sys::{
 use ngx::core::Pool;
 use ngx::http::HttpModule;
 
+use crate::cache::{CacheControl, TokenHash};
 use crate::conf::LocationConf;
 use crate::ffi_guard::guard;
+use crate::state::zone::{now_ms, EntryKind, Zone};
 use crate::Module;
 
 /// State shared by the client request and its introspection subrequest,
@@ -36,6 +38,37 @@ pub struct Introspection {
     pub too_large: bool,
     /// Part of the body could not be read back from a cache or temp file.
     pub read_failed: bool,
+    /// The introspection response's `Cache-Control`.
+    pub cache_control: CacheControl,
+    /// Waiting for another request's introspection of the same token.
+    pub waiting: bool,
+    /// This request leads the introspection of a token for the cache.
+    pub lease: Option<Lease>,
+}
+
+/// The right (and duty) to store the result of one token's introspection
+/// in the cache; dropping it unstored removes the pending marker, so that
+/// waiting requests take over at once.
+pub struct Lease {
+    zone: Zone,
+    hash: TokenHash,
+    done: bool,
+}
+
+impl Lease {
+    /// Stores the outcome for `ttl_ms` (0: nothing is stored).
+    pub fn complete(mut self, kind: EntryKind, jwt: &[u8], ttl_ms: u64) {
+        self.zone.store(&self.hash, kind, jwt, now_ms(), ttl_ms);
+        self.done = true;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.done {
+            self.zone.abandon(&self.hash);
+        }
+    }
 }
 
 /// Why the subrequest could not be started.
@@ -67,16 +100,17 @@ static POST_METHOD: &[u8] = b"POST";
 const ACCEPT: (&[u8], &[u8]) = (b"Accept", b"application/jwt");
 const CONTENT_TYPE: (&[u8], &[u8]) = (b"Content-Type", b"application/x-www-form-urlencoded");
 
-/// Starts the `POST <endpoint>` subrequest with body `token=<token>`.
+/// The request's context, created (in its pool, dropped with it) if needed.
 ///
 /// # Safety
-/// `r` must be a valid main request in the access phase.
-pub unsafe fn start(
+/// `r` must be a valid main request.
+pub unsafe fn context_or_create<'a>(
     r: *mut ngx_http_request_t,
     conf: &LocationConf,
-    endpoint: &[u8],
-    body: &[u8],
-) -> Result<(), StartError> {
+) -> Option<&'a mut Introspection> {
+    if let Some(ctx) = context(r) {
+        return Some(ctx);
+    }
     let pool = Pool::from_ngx_pool((*r).pool);
     let ctx = pool.allocate(Introspection {
         done: false,
@@ -86,11 +120,33 @@ pub unsafe fn start(
         max: conf.max_jwt_size,
         too_large: false,
         read_failed: false,
+        cache_control: CacheControl::default(),
+        waiting: false,
+        lease: None,
     });
-    if ctx.is_null() {
-        return Err(StartError("context allocation failed"));
-    }
     set_context(r, ctx);
+    ctx.as_mut()
+}
+
+/// Starts the `POST <endpoint>` subrequest with body `token=<token>`;
+/// `lease` (if any) is kept to store the result in the cache.
+///
+/// # Safety
+/// `r` must be a valid main request in the access phase.
+pub unsafe fn start(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    endpoint: &[u8],
+    body: &[u8],
+    lease: Option<(Zone, TokenHash)>,
+) -> Result<(), StartError> {
+    let ctx: *mut Introspection =
+        context_or_create(r, conf).ok_or(StartError("context allocation failed"))?;
+    (*ctx).lease = lease.map(|(zone, hash)| Lease {
+        zone,
+        hash,
+        done: false,
+    });
 
     let request_body = form_body(r, body).ok_or(StartError("body allocation failed"))?;
     let ps = ngx_pcalloc((*r).pool, size_of::<ngx_http_post_subrequest_t>())
@@ -205,8 +261,21 @@ unsafe extern "C" fn post_subrequest(
         ctx.status = status;
         ctx.rc = rc;
         ctx.done = true;
+        ctx.cache_control = response_cache_control(sr);
         rc
     })
+}
+
+/// Folds every `Cache-Control` header of the subrequest's response.
+unsafe fn response_cache_control(sr: *mut ngx_http_request_t) -> CacheControl {
+    let mut cc = CacheControl::default();
+    let request = ngx::http::Request::from_ngx_http_request(sr);
+    for (name, value) in request.headers_out_iterator() {
+        if name.as_bytes().eq_ignore_ascii_case(b"cache-control") {
+            cc.parse_into(value.as_bytes());
+        }
+    }
+    cc
 }
 
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
@@ -289,38 +358,49 @@ fn append(ctx: &mut Introspection, len: usize, fill: impl FnOnce(&mut [u8]) -> b
     }
 }
 
-/// Address used to recognise our marker among the pool's cleanup entries.
-static AUTHORIZED_MARKER: u8 = 0;
-
-fn marker() -> *mut c_void {
-    ptr::addr_of!(AUTHORIZED_MARKER).cast_mut().cast()
+/// Facts about a client request that must survive internal redirects
+/// (which clear module contexts): kept in a pool cleanup entry of the
+/// request, found again by its handler.
+#[derive(Debug, Default)]
+pub struct RequestNote {
+    /// The token was already exchanged for a JWT (don't introspect again).
+    pub authorized: bool,
+    /// Value of `$phantom_token_cache_status`.
+    pub cache_status: Option<&'static str>,
 }
 
-/// Remembers, across internal redirects (which clear module contexts), that
-/// this request's token was already exchanged for a JWT.
+unsafe extern "C" fn note_marker(_data: *mut c_void) {}
+
+/// The request's note, if one was made.
 ///
 /// # Safety
 /// `r` must be a valid request.
-pub unsafe fn mark_authorized(r: *mut ngx_http_request_t) -> bool {
-    let Some(c) = ngx_pool_cleanup_add((*r).pool, 0).as_mut() else {
-        return false;
-    };
-    c.handler = None;
-    c.data = marker();
-    true
-}
-
-/// Whether [`mark_authorized`] ran for this request (before a redirect).
-///
-/// # Safety
-/// `r` must be a valid request.
-pub unsafe fn is_authorized(r: *mut ngx_http_request_t) -> bool {
+pub unsafe fn note<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut RequestNote> {
+    let marker: unsafe extern "C" fn(*mut c_void) = note_marker;
     let mut c = (*(*r).pool).cleanup;
     while let Some(cleanup) = c.as_ref() {
-        if cleanup.handler.is_none() && cleanup.data == marker() {
-            return true;
+        if cleanup
+            .handler
+            .is_some_and(|h| core::ptr::fn_addr_eq(h, marker))
+        {
+            return cleanup.data.cast::<RequestNote>().as_mut();
         }
         c = cleanup.next;
     }
-    false
+    None
+}
+
+/// The request's note, created on first use (None if out of memory).
+///
+/// # Safety
+/// `r` must be a valid request.
+pub unsafe fn note_mut<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut RequestNote> {
+    if let Some(n) = note(r) {
+        return Some(n);
+    }
+    let c = ngx_pool_cleanup_add((*r).pool, size_of::<RequestNote>()).as_mut()?;
+    let data = c.data.cast::<RequestNote>();
+    ptr::write(data, RequestNote::default());
+    c.handler = Some(note_marker);
+    data.as_mut()
 }

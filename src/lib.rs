@@ -10,13 +10,18 @@
 //! response capture) → [`response`] (error answers).
 #![allow(static_mut_refs)]
 
+pub mod admin;
 pub mod bearer;
+pub mod cache;
 pub mod conf;
+pub mod decision;
 mod ffi_guard;
 pub mod handler;
 pub mod introspect;
 pub mod jwt;
 pub mod response;
+pub mod state;
+pub mod variables;
 pub mod www_authenticate;
 
 use core::ptr::addr_of;
@@ -62,14 +67,14 @@ unsafe impl HttpModuleLocationConf for Module {
 }
 
 static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
+    preconfiguration: Some(variables::add_variables),
     postconfiguration: Some(Module::postconfiguration),
     create_main_conf: None,
     init_main_conf: None,
     create_srv_conf: None,
     merge_srv_conf: None,
     create_loc_conf: Some(Module::create_loc_conf),
-    merge_loc_conf: Some(Module::merge_loc_conf),
+    merge_loc_conf: Some(conf::cache::merge_loc_conf),
 };
 
 ngx::ngx_modules!(ngx_curity_http_phantom_token_module);

@@ -4,9 +4,9 @@
 use core::ptr;
 
 use nginx_sys::{
-    ngx_buf_t, ngx_chain_t, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_chain_t, ngx_create_temp_buf, ngx_http_discard_request_body, ngx_http_finalize_request,
     ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push,
-    ngx_pcalloc, ngx_str_t, ngx_table_elt_t, NGX_DONE, NGX_ERROR, NGX_HTTP_UNAUTHORIZED, NGX_OK,
+    ngx_str_t, ngx_table_elt_t, NGX_DONE, NGX_ERROR, NGX_HTTP_UNAUTHORIZED, NGX_OK,
 };
 
 use crate::conf::LocationConf;
@@ -38,7 +38,21 @@ pub unsafe fn send_error(
         ngx_http_finalize_request(r, rc);
         return NGX_DONE as ngx_int_t;
     }
-    let body = error_body(status).as_bytes();
+    if status == NGX_HTTP_UNAUTHORIZED as usize && !add_www_authenticate(r, &conf.challenge) {
+        ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t);
+        return NGX_DONE as ngx_int_t;
+    }
+    let rc = send_json(r, status, error_body(status).as_bytes());
+    ngx_http_finalize_request(r, rc);
+    NGX_DONE as ngx_int_t
+}
+
+/// Sends `status` with a JSON `body` (copied into the request pool);
+/// returns the rc to finalize the request with.
+///
+/// # Safety
+/// `r` must be a valid main request whose header was not sent yet.
+pub unsafe fn send_json(r: *mut ngx_http_request_t, status: usize, body: &[u8]) -> ngx_int_t {
     let out = &mut (*r).headers_out;
     out.status = status;
     out.content_type = static_str(JSON);
@@ -46,38 +60,26 @@ pub unsafe fn send_error(
     out.content_type_lowcase = ptr::null_mut();
     out.content_length_n = body.len() as _;
 
-    if status == NGX_HTTP_UNAUTHORIZED as usize && !add_www_authenticate(r, &conf.challenge) {
-        ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t);
-        return NGX_DONE as ngx_int_t;
-    }
-
     let rc = ngx_http_send_header(r);
-    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
-        ngx_http_finalize_request(r, rc);
-        return NGX_DONE as ngx_int_t;
+    if rc == NGX_ERROR as ngx_int_t
+        || rc > NGX_OK as ngx_int_t
+        || (*r).header_only() != 0
+        || body.is_empty()
+    {
+        return rc;
     }
-
-    let Some(b) = ngx_pcalloc((*r).pool, size_of::<ngx_buf_t>())
-        .cast::<ngx_buf_t>()
-        .as_mut()
-    else {
-        ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t);
-        return NGX_DONE as ngx_int_t;
+    let Some(b) = ngx_create_temp_buf((*r).pool, body.len()).as_mut() else {
+        return NGX_ERROR as ngx_int_t;
     };
-    b.pos = body.as_ptr().cast_mut();
+    ptr::copy_nonoverlapping(body.as_ptr(), b.pos, body.len());
     b.last = b.pos.add(body.len());
-    b.start = b.pos;
-    b.end = b.last;
-    b.set_memory(1);
     b.set_last_buf(1);
     b.set_last_in_chain(1);
     let mut chain = ngx_chain_t {
         buf: b,
         next: ptr::null_mut(),
     };
-    let rc = ngx_http_output_filter(r, &mut chain);
-    ngx_http_finalize_request(r, rc);
-    NGX_DONE as ngx_int_t
+    ngx_http_output_filter(r, &mut chain)
 }
 
 /// Adds `WWW-Authenticate: <challenge>` to the response headers.

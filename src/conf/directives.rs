@@ -7,16 +7,16 @@ use core::ptr;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use nginx_sys::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_size_slot, ngx_conf_set_str_array_slot,
-    ngx_conf_set_str_slot, ngx_conf_t, ngx_str_t, ngx_uint_t, NGX_CONF_FLAG, NGX_CONF_TAKE1,
-    NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot,
+    ngx_conf_set_str_array_slot, ngx_conf_set_str_slot, ngx_conf_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
 use ngx::ngx_conf_log_error;
 
-use super::LocationConf;
+use super::{cache, LocationConf};
 
-const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
+pub(crate) const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
 /// Longest `id` + `secret` accepted by `phantom_token_client_credential`
@@ -44,7 +44,7 @@ const fn command(
 }
 
 /// Every directive of the module, NULL-terminated as NGINX expects.
-pub static mut COMMANDS: [ngx_command_t; 8] = [
+pub static mut COMMANDS: [ngx_command_t; 14] = [
     command(
         c"phantom_token",
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -87,6 +87,42 @@ pub static mut COMMANDS: [ngx_command_t; 8] = [
         ngx_conf_set_size_slot,
         offset_of!(LocationConf, max_jwt_size),
     ),
+    command(
+        c"phantom_token_cache_zone",
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        cache::set_cache_zone,
+        0,
+    ),
+    command(
+        c"phantom_token_cache",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        cache::set_cache,
+        0,
+    ),
+    command(
+        c"phantom_token_cache_max_ttl",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        offset_of!(LocationConf, cache_max_ttl),
+    ),
+    command(
+        c"phantom_token_cache_negative_ttl",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        offset_of!(LocationConf, cache_negative_ttl),
+    ),
+    command(
+        c"phantom_token_cache_lock_timeout",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        offset_of!(LocationConf, cache_lock_timeout),
+    ),
+    command(
+        c"phantom_token_cache_admin",
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
+        cache::set_cache_admin,
+        0,
+    ),
     ngx_command_t::empty(),
 ];
 
@@ -94,7 +130,7 @@ pub static mut COMMANDS: [ngx_command_t; 8] = [
 ///
 /// # Safety
 /// `cf` must be the parser state passed to a directive handler.
-unsafe fn args<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
+pub(crate) unsafe fn args<'a>(cf: *mut ngx_conf_t) -> &'a [ngx_str_t] {
     (*(*cf).args).as_slice::<ngx_str_t>()
 }
 

@@ -1,0 +1,225 @@
+//! The cache management API, enabled in a location by
+//! `phantom_token_cache_admin` (protect it with `allow`/`deny`,
+//! `auth_basic` or a separate `listen`).
+//!
+//! - `GET`: statistics as JSON.
+//! - `POST` with a JSON object:
+//!   - `{"action":"purge","token":"<opaque>"}`: forget one token (hashed);
+//!   - `{"action":"purge_all"}`: forget every token;
+//!   - `{"action":"warm","token":"<opaque>","jwt":"<jwt>","ttl":<seconds>}`:
+//!     store a token → JWT mapping, validated like an introspection answer
+//!     (`ttl` optional; capped by the JWT's `exp` and `phantom_token_cache_max_ttl`).
+//!
+//! Bad input (malformed JSON, missing fields, oversized body) gets `400`
+//! with `{"error":"..."}` and changes nothing.
+
+use serde_json::{json, Value};
+
+use nginx_sys::{
+    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_read_client_request_body,
+    ngx_http_request_t, ngx_int_t, ngx_read_file, NGX_DONE, NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
+};
+use ngx::http::HttpModuleLocationConf;
+
+use crate::cache::{jwt_exp, jwt_ttl_ms, token_hash, CacheControl};
+use crate::conf::LocationConf;
+use crate::ffi_guard::guard;
+use crate::jwt::check_compact_jwt;
+use crate::response::send_json;
+use crate::state::zone::{now_ms, EntryKind, Zone};
+use crate::Module;
+
+/// Largest admin request body accepted.
+pub const MAX_ADMIN_BODY: usize = 256 * 1024;
+
+/// Content handler of an admin location.
+///
+/// # Safety
+/// Called by NGINX with a valid request.
+pub unsafe extern "C" fn admin_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    let log = (*(*r).connection).log;
+    guard(
+        log,
+        "handling a cache admin request",
+        NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+        || admin(r),
+    )
+}
+
+unsafe fn zone_and_conf(r: *mut ngx_http_request_t) -> Option<(Zone, &'static LocationConf)> {
+    let conf = Module::location_conf(ngx::http::Request::from_ngx_http_request(r))?;
+    Some((Zone::from_shm_zone(conf.admin_zone)?, conf))
+}
+
+unsafe fn admin(r: *mut ngx_http_request_t) -> ngx_int_t {
+    let Some((zone, _)) = zone_and_conf(r) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let method = (*r).method;
+    if method == NGX_HTTP_GET as usize || method == NGX_HTTP_HEAD as usize {
+        let rc = ngx_http_discard_request_body(r);
+        if rc != NGX_OK as ngx_int_t {
+            return rc;
+        }
+        return send_json(r, 200, stats(zone).to_string().as_bytes());
+    }
+    if method != NGX_HTTP_POST as usize {
+        let rc = ngx_http_discard_request_body(r);
+        if rc != NGX_OK as ngx_int_t {
+            return rc;
+        }
+        return send_json(
+            r,
+            405,
+            br#"{"error":"method not allowed: use GET or POST"}"#,
+        );
+    }
+    if (*r).headers_in.content_length_n > MAX_ADMIN_BODY as i64 {
+        let rc = ngx_http_discard_request_body(r);
+        if rc != NGX_OK as ngx_int_t {
+            return rc;
+        }
+        return send_json(r, 400, br#"{"error":"request body too large"}"#);
+    }
+    let rc = ngx_http_read_client_request_body(r, Some(body_read));
+    if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+        return rc;
+    }
+    NGX_DONE as ngx_int_t
+}
+
+/// Runs once the admin request body is read.
+unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
+    let log = (*(*r).connection).log;
+    let rc = guard(
+        log,
+        "handling a cache admin request",
+        NGX_ERROR as ngx_int_t,
+        || {
+            let Some((zone, conf)) = zone_and_conf(r) else {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            };
+            let (status, body) = match read_body(r) {
+                Some(body) => command(zone, conf, &body, now_ms()),
+                None => (400, json!({"error": "request body too large"})),
+            };
+            send_json(r, status, body.to_string().as_bytes())
+        },
+    );
+    ngx_http_finalize_request(r, rc);
+}
+
+/// The request body (memory or temp file), or None past [`MAX_ADMIN_BODY`].
+unsafe fn read_body(r: *mut ngx_http_request_t) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    let Some(rb) = (*r).request_body.as_ref() else {
+        return Some(body);
+    };
+    let mut cl = rb.bufs;
+    while let Some(link) = cl.as_ref() {
+        cl = link.next;
+        let Some(b) = link.buf.as_ref() else { continue };
+        if b.in_file() != 0 && b.temporary() == 0 && b.memory() == 0 {
+            let len = (b.file_last - b.file_pos) as usize;
+            if body.len() + len > MAX_ADMIN_BODY {
+                return None;
+            }
+            let start = body.len();
+            body.resize(start + len, 0);
+            if ngx_read_file(b.file, body[start..].as_mut_ptr(), len, b.file_pos) != len as isize {
+                return None;
+            }
+        } else {
+            let len = b.last.offset_from(b.pos) as usize;
+            if body.len() + len > MAX_ADMIN_BODY {
+                return None;
+            }
+            body.extend_from_slice(core::slice::from_raw_parts(b.pos, len));
+        }
+    }
+    Some(body)
+}
+
+fn bad_request(message: &str) -> (usize, Value) {
+    (400, json!({ "error": message }))
+}
+
+/// Executes one admin command (pure apart from the zone).
+pub fn command(zone: Zone, conf: &LocationConf, body: &[u8], now: u64) -> (usize, Value) {
+    let Ok(Value::Object(cmd)) = serde_json::from_slice::<Value>(body) else {
+        return bad_request("body must be a JSON object");
+    };
+    let token = cmd.get("token").and_then(Value::as_str);
+    match cmd.get("action").and_then(Value::as_str) {
+        Some("purge") => {
+            let Some(token) = token.filter(|t| !t.is_empty()) else {
+                return bad_request("\"token\" (string) is required");
+            };
+            let purged = zone.purge(&token_hash(token.as_bytes()));
+            (200, json!({ "purged": u64::from(purged) }))
+        }
+        Some("purge_all") => (200, json!({ "purged": zone.purge_all() })),
+        Some("warm") => {
+            let (Some(token), Some(jwt)) = (
+                token.filter(|t| !t.is_empty()),
+                cmd.get("jwt").and_then(Value::as_str),
+            ) else {
+                return bad_request("\"token\" and \"jwt\" (strings) are required");
+            };
+            let max_age = match cmd.get("ttl") {
+                None => None,
+                Some(v) => match v.as_u64() {
+                    Some(secs) => Some(secs),
+                    None => return bad_request("\"ttl\" must be a non-negative integer (seconds)"),
+                },
+            };
+            if jwt.len() > conf.max_jwt_size || check_compact_jwt(jwt.as_bytes()).is_err() {
+                return bad_request(
+                    "\"jwt\" is not a compact JWT within phantom_token_max_jwt_size",
+                );
+            }
+            let cc = CacheControl {
+                max_age,
+                forbidden: false,
+            };
+            let ttl = jwt_ttl_ms(now, cc, jwt_exp(jwt.as_bytes()), conf.cache_max_ttl as u64);
+            if ttl == 0 {
+                return bad_request("the JWT is expired or the ttl is 0");
+            }
+            if !zone.store(
+                &token_hash(token.as_bytes()),
+                EntryKind::Jwt,
+                jwt.as_bytes(),
+                now,
+                ttl,
+            ) {
+                return (
+                    507,
+                    json!({ "error": "the entry does not fit in the zone" }),
+                );
+            }
+            (200, json!({ "stored": true, "ttl": ttl / 1000 }))
+        }
+        _ => bad_request("\"action\" must be one of purge, purge_all, warm"),
+    }
+}
+
+fn stats(zone: Zone) -> Value {
+    let s = zone.snapshot();
+    json!({
+        "entries": s.entries,
+        "entry_bytes": s.entry_bytes,
+        "bytes_used": s.zone_bytes_used,
+        "bytes_free": s.zone_bytes_free,
+        "hits": s.stats.hits,
+        "misses": s.stats.misses,
+        "expired": s.stats.expired,
+        "negative_hits": s.stats.negative_hits,
+        "evictions": s.stats.evictions,
+        "introspections": s.stats.introspections,
+        "purges": s.stats.purges,
+        "stores": s.stats.stores,
+        "waits": s.stats.waits,
+    })
+}

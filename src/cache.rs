@@ -1,0 +1,148 @@
+//! Cache rules (pure logic): token keys, `Cache-Control` parsing and the TTL
+//! of an introspection result.
+
+use sha2::{Digest, Sha256};
+
+/// Key of a token in the shared zone: SHA-256 of the opaque token. The zone
+/// never holds the token itself.
+pub type TokenHash = [u8; 32];
+
+/// Hashes an opaque token for the zone.
+pub fn token_hash(token: &[u8]) -> TokenHash {
+    Sha256::digest(token).into()
+}
+
+/// What the authorization server's `Cache-Control` allows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheControl {
+    /// `max-age=N` in seconds (`s-maxage` wins when both are present).
+    pub max_age: Option<u64>,
+    /// `no-store`, `no-cache` or `private`: do not cache.
+    pub forbidden: bool,
+}
+
+impl CacheControl {
+    /// Folds one `Cache-Control` header value into `self`.
+    pub fn parse_into(&mut self, value: &[u8]) {
+        let text = String::from_utf8_lossy(value);
+        let mut s_maxage = None;
+        for directive in text.split(',') {
+            let directive = directive.trim();
+            let (name, arg) = match directive.split_once('=') {
+                Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+                None => (directive, None),
+            };
+            let name = name.to_ascii_lowercase();
+            match (name.as_str(), arg) {
+                ("no-store" | "no-cache" | "private", _) => self.forbidden = true,
+                ("max-age", Some(a)) => match a.parse::<u64>() {
+                    Ok(v) => self.max_age = Some(self.max_age.map_or(v, |m| m.min(v))),
+                    Err(_) => self.forbidden = true,
+                },
+                ("s-maxage", Some(a)) => {
+                    if let Ok(v) = a.parse::<u64>() {
+                        s_maxage = Some(v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if s_maxage.is_some() {
+            self.max_age = s_maxage;
+        }
+    }
+}
+
+/// How long (ms) an introspected JWT may be served from the cache: the
+/// smallest of `max-age`, the JWT's `exp` minus now and `max_ttl`; zero when
+/// the answer forbids caching or the JWT is already expired.
+pub fn jwt_ttl_ms(now_ms: u64, cc: CacheControl, exp_secs: Option<u64>, max_ttl_ms: u64) -> u64 {
+    if cc.forbidden {
+        return 0;
+    }
+    let mut ttl = max_ttl_ms;
+    if let Some(max_age) = cc.max_age {
+        ttl = ttl.min(max_age.saturating_mul(1000));
+    }
+    if let Some(exp) = exp_secs {
+        ttl = ttl.min(exp.saturating_mul(1000).saturating_sub(now_ms));
+    }
+    ttl
+}
+
+/// The `exp` claim of a compact JWT (payload decoded, no signature check).
+pub fn jwt_exp(jwt: &[u8]) -> Option<u64> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let payload = jwt.split(|&b| b == b'.').nth(1)?;
+    let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    let exp = claims.get("exp")?;
+    exp.as_u64()
+        .or_else(|| exp.as_f64().map(|f| f.max(0.0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cc(v: &str) -> CacheControl {
+        let mut c = CacheControl::default();
+        c.parse_into(v.as_bytes());
+        c
+    }
+
+    #[test]
+    fn parses_cache_control() {
+        assert_eq!(cc("max-age=60").max_age, Some(60));
+        assert_eq!(cc("public, max-age=\"30\"").max_age, Some(30));
+        assert_eq!(cc("max-age=60, s-maxage=10").max_age, Some(10));
+        assert!(cc("no-store").forbidden);
+        assert!(cc("No-Cache").forbidden);
+        assert!(cc("private, max-age=5").forbidden);
+        assert!(cc("max-age=abc").forbidden);
+        assert_eq!(cc(""), CacheControl::default());
+    }
+
+    #[test]
+    fn ttl_is_the_smallest_bound() {
+        let now = 1_000_000_000;
+        let none = CacheControl::default();
+        let age = |s| CacheControl {
+            max_age: Some(s),
+            forbidden: false,
+        };
+        assert_eq!(jwt_ttl_ms(now, none, None, 300_000), 300_000);
+        assert_eq!(jwt_ttl_ms(now, age(60), None, 300_000), 60_000);
+        assert_eq!(
+            jwt_ttl_ms(now, age(600), Some(now / 1000 + 20), 300_000),
+            20_000
+        );
+        assert_eq!(
+            jwt_ttl_ms(now, age(5), Some(now / 1000 + 20), 300_000),
+            5_000
+        );
+        assert_eq!(jwt_ttl_ms(now, none, Some(now / 1000 - 1), 300_000), 0);
+        assert_eq!(jwt_ttl_ms(now, cc("no-store"), None, 300_000), 0);
+        assert_eq!(jwt_ttl_ms(now, age(0), None, 300_000), 0);
+    }
+
+    #[test]
+    fn reads_exp_claim() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let jwt = format!(
+            "e30.{}.sig",
+            URL_SAFE_NO_PAD.encode(r#"{"exp":1700000000}"#)
+        );
+        assert_eq!(jwt_exp(jwt.as_bytes()), Some(1_700_000_000));
+        let no_exp = format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(r#"{"sub":"a"}"#));
+        assert_eq!(jwt_exp(no_exp.as_bytes()), None);
+    }
+
+    #[test]
+    fn hash_is_sha256() {
+        let h = token_hash(b"abc");
+        assert_eq!(&h[..4], &[0xba, 0x78, 0x16, 0xbf]);
+    }
+}

@@ -1,0 +1,175 @@
+//! Directives of the built-in token cache: the zone, its use per location,
+//! and the admin handler.
+
+use core::ffi::{c_char, c_void};
+use core::ptr;
+
+use nginx_sys::{
+    ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_shared_memory_add, ngx_str_t, NGX_LOG_EMERG,
+};
+use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule};
+use ngx::ngx_conf_log_error;
+
+use super::directives::{args, CONF_ERROR};
+use super::LocationConf;
+use crate::state::zone::init_zone;
+use crate::Module;
+
+/// Marks a zone as defined by `phantom_token_cache_zone` until its init.
+static ZONE_DEFINED: u8 = 0;
+
+/// Smallest zone accepted (NGINX's slab needs a few pages).
+const MIN_ZONE_SIZE: isize = 32 * 1024;
+
+/// Adds (or references) the shared zone `name` of `size` bytes (0: reference).
+unsafe fn shared_zone(
+    cf: *mut ngx_conf_t,
+    name: &ngx_str_t,
+    size: usize,
+) -> *mut nginx_sys::ngx_shm_zone_t {
+    let mut name = *name;
+    let module = ptr::addr_of_mut!(crate::ngx_curity_http_phantom_token_module);
+    ngx_shared_memory_add(cf, &mut name, size, module.cast())
+}
+
+/// `phantom_token_cache_zone <name>:<size>;` (http).
+///
+/// # Safety
+/// Called by NGINX while parsing the configuration.
+pub unsafe extern "C" fn set_cache_zone(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: NGINX passes the parser state; arguments are its strings.
+    let value = args(cf)[1];
+    let bytes = value.as_bytes();
+    let Some(colon) = bytes.iter().rposition(|&b| b == b':') else {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "invalid zone \"{}\" in \"phantom_token_cache_zone\", expected name:size",
+            String::from_utf8_lossy(bytes)
+        );
+        return CONF_ERROR;
+    };
+    let name = ngx_str_t {
+        len: colon,
+        data: value.data,
+    };
+    let mut size_str = ngx_str_t {
+        len: bytes.len() - colon - 1,
+        data: value.data.add(colon + 1),
+    };
+    let size = ngx_parse_size(&mut size_str);
+    if colon == 0 || size == nginx_sys::NGX_ERROR as isize || size < MIN_ZONE_SIZE {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "invalid zone \"{}\" in \"phantom_token_cache_zone\", the size must be at least 32k",
+            String::from_utf8_lossy(bytes)
+        );
+        return CONF_ERROR;
+    }
+    let zone = shared_zone(cf, &name, size as usize);
+    if zone.is_null() {
+        return CONF_ERROR;
+    }
+    if !(*zone).data.is_null() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "duplicate zone \"{}\"",
+            String::from_utf8_lossy(name.as_bytes())
+        );
+        return CONF_ERROR;
+    }
+    (*zone).init = Some(init_zone);
+    (*zone).data = ptr::addr_of!(ZONE_DEFINED).cast_mut().cast();
+    ptr::null_mut()
+}
+
+/// `phantom_token_cache <zone> | off;`
+///
+/// # Safety
+/// Called by NGINX while parsing the configuration.
+pub unsafe extern "C" fn set_cache(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: NGINX passes our location conf and the parser state.
+    let conf = &mut *conf.cast::<LocationConf>();
+    if conf.cache_zone != usize::MAX as *mut _ {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    let value = args(cf)[1];
+    if value.as_bytes() == b"off" {
+        conf.cache_zone = ptr::null_mut();
+        return ptr::null_mut();
+    }
+    let zone = shared_zone(cf, &value, 0);
+    if zone.is_null() {
+        return CONF_ERROR;
+    }
+    conf.cache_zone = zone;
+    ptr::null_mut()
+}
+
+/// `phantom_token_cache_admin [zone];` — the location answers the cache
+/// management API (see `admin.rs`).
+///
+/// # Safety
+/// Called by NGINX while parsing the configuration.
+pub unsafe extern "C" fn set_cache_admin(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: NGINX passes our location conf and the parser state.
+    let conf = &mut *conf.cast::<LocationConf>();
+    if conf.admin {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    conf.admin = true;
+    let args = args(cf);
+    if args.len() > 1 {
+        let zone = shared_zone(cf, &args[1], 0);
+        if zone.is_null() {
+            return CONF_ERROR;
+        }
+        conf.admin_zone = zone;
+    }
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(&*cf) else {
+        return CONF_ERROR;
+    };
+    clcf.handler = Some(crate::admin::admin_handler);
+    ptr::null_mut()
+}
+
+/// `merge_loc_conf` with NGINX-style errors for settings that only make
+/// sense together.
+///
+/// # Safety
+/// Called by NGINX while parsing the configuration.
+pub unsafe extern "C" fn merge_loc_conf(
+    cf: *mut ngx_conf_t,
+    prev: *mut c_void,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let rc = Module::merge_loc_conf(cf, prev, conf);
+    if !rc.is_null() {
+        return rc;
+    }
+    // SAFETY: both are our location confs, merged above.
+    let conf = &*conf.cast::<<Module as HttpModuleLocationConf>::LocationConf>();
+    if conf.admin && conf.admin_zone.is_null() {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "\"phantom_token_cache_admin\" needs a zone: name it or set \"phantom_token_cache\""
+        );
+        return CONF_ERROR;
+    }
+    ptr::null_mut()
+}

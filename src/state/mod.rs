@@ -1,0 +1,3 @@
+//! State shared by all workers: the token cache zone.
+
+pub mod zone;

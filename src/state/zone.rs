@@ -1,0 +1,489 @@
+//! The token cache in one NGINX shared-memory zone.
+//!
+//! Layout (all inside the zone's slab pool, all access under its mutex):
+//! a [`ZoneHeader`] with a red-black tree of [`Entry`] nodes ordered by
+//! (first 8 bytes of the token hash, full hash) and an LRU queue (most
+//! recently used at the head). Entries are allocated with the slab allocator;
+//! when it is full, the least recently used entries are evicted until the
+//! allocation succeeds, so a full zone never fails a request.
+
+use core::ffi::c_void;
+use core::mem::{offset_of, size_of};
+use core::ptr::{self, NonNull};
+
+use nginx_sys::{
+    ngx_int_t, ngx_queue_t, ngx_rbtree_delete, ngx_rbtree_insert, ngx_rbtree_node_t, ngx_rbtree_t,
+    ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked,
+    ngx_slab_pool_t, ngx_timeofday, NGX_ERROR, NGX_OK,
+};
+use nginx_sys::{ngx_queue_init, ngx_queue_insert_after, ngx_queue_remove, ngx_rbtree_init};
+
+use crate::cache::TokenHash;
+
+/// Layout version; a zone of another layout is never reused.
+const MAGIC: u64 = u64::from_le_bytes(*b"PHTOK\x00\x01\x00");
+
+/// Counters reported by the admin handler.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// JWTs served from the zone.
+    pub hits: u64,
+    /// Lookups that found nothing (an introspection followed).
+    pub misses: u64,
+    /// Lookups that found an expired entry.
+    pub expired: u64,
+    /// Requests answered 401 from a remembered inactive token.
+    pub negative_hits: u64,
+    /// Entries removed to make room.
+    pub evictions: u64,
+    /// Introspections started through the cache.
+    pub introspections: u64,
+    /// Entries removed by the admin handler.
+    pub purges: u64,
+    /// Entries stored (introspection results and warm-ups).
+    pub stores: u64,
+    /// Requests that waited for another request's introspection.
+    pub waits: u64,
+}
+
+/// Header of the zone.
+#[repr(C)]
+pub struct ZoneHeader {
+    magic: u64,
+    rbtree: ngx_rbtree_t,
+    sentinel: ngx_rbtree_node_t,
+    lru: ngx_queue_t,
+    /// Number of entries (all kinds).
+    pub entries: u64,
+    /// Bytes allocated for entries.
+    pub bytes: u64,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// What an entry says about a token.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A JWT to forward.
+    Jwt = 0,
+    /// The token is not active (negative caching).
+    Inactive = 1,
+    /// An introspection is in flight (single flight marker).
+    Pending = 2,
+}
+
+#[repr(C)]
+struct Entry {
+    node: ngx_rbtree_node_t,
+    lru: ngx_queue_t,
+    hash: TokenHash,
+    /// Wall clock, ms since the epoch, shared by all workers.
+    expires_ms: u64,
+    kind: EntryKind,
+    jwt_len: u32,
+    // followed by `jwt_len` bytes
+}
+
+/// Result of looking a token up before introspection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// A JWT is cached.
+    Jwt(Vec<u8>),
+    /// The token is known to be inactive.
+    Inactive,
+    /// Another request is introspecting this token: wait and look again.
+    Wait,
+    /// This request introspects; `expired` tells whether an old entry was
+    /// found (for `$phantom_token_cache_status`).
+    Lead {
+        /// An expired entry was replaced.
+        expired: bool,
+    },
+}
+
+/// Current wall-clock time in ms (NGINX's cached time).
+pub fn now_ms() -> u64 {
+    let tp = ngx_timeofday();
+    (tp.sec as u64) * 1000 + tp.msec as u64
+}
+
+fn node_key(hash: &TokenHash) -> usize {
+    usize::from_le_bytes(hash[..size_of::<usize>()].try_into().unwrap_or_default())
+}
+
+/// # Safety
+/// `node` must be the `node` field of an [`Entry`].
+unsafe fn entry_of_node(node: *mut ngx_rbtree_node_t) -> *mut Entry {
+    node.byte_sub(offset_of!(Entry, node)).cast()
+}
+
+/// # Safety
+/// `q` must be the `lru` field of an [`Entry`].
+unsafe fn entry_of_lru(q: *mut ngx_queue_t) -> *mut Entry {
+    q.byte_sub(offset_of!(Entry, lru)).cast()
+}
+
+/// Red-black tree insertion ordered by (key, full hash).
+unsafe extern "C" fn insert_entry(
+    mut temp: *mut ngx_rbtree_node_t,
+    node: *mut ngx_rbtree_node_t,
+    sentinel: *mut ngx_rbtree_node_t,
+) {
+    // SAFETY: NGINX passes nodes of this tree, all embedded in entries.
+    let hash = &(*entry_of_node(node)).hash;
+    loop {
+        let go_left = match (*node).key.cmp(&(*temp).key) {
+            core::cmp::Ordering::Less => true,
+            core::cmp::Ordering::Greater => false,
+            core::cmp::Ordering::Equal => hash < &(*entry_of_node(temp)).hash,
+        };
+        let next = if go_left {
+            &mut (*temp).left
+        } else {
+            &mut (*temp).right
+        };
+        if *next == sentinel {
+            *next = node;
+            break;
+        }
+        temp = *next;
+    }
+    (*node).parent = temp;
+    (*node).left = sentinel;
+    (*node).right = sentinel;
+    nginx_sys::ngx_rbt_red(node);
+}
+
+/// A handle on an initialized zone, valid in a worker for its lifetime.
+#[derive(Clone, Copy)]
+pub struct Zone {
+    pool: NonNull<ngx_slab_pool_t>,
+    header: NonNull<ZoneHeader>,
+}
+
+/// Zone init callback (`shm_zone->init`): reuses the previous cycle's
+/// header when the layout matches (reload keeps the entries).
+///
+/// # Safety
+/// Called by NGINX with an attached zone.
+pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
+    // SAFETY: the zone memory begins with the slab pool NGINX initialized.
+    let shpool = (*shm_zone).shm.addr.cast::<ngx_slab_pool_t>();
+    let old = data.cast::<ZoneHeader>();
+    if !old.is_null() && (*old).magic == MAGIC {
+        (*shm_zone).data = old.cast();
+        return NGX_OK as ngx_int_t;
+    }
+    let Some(pool) = NonNull::new(shpool) else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    let _locked = MutexGuard::lock(pool);
+    let header = ngx_slab_alloc_locked(shpool, size_of::<ZoneHeader>()).cast::<ZoneHeader>();
+    if header.is_null() {
+        return NGX_ERROR as ngx_int_t;
+    }
+    ptr::write_bytes(header, 0, 1);
+    (*header).magic = MAGIC;
+    ngx_rbtree_init(
+        &mut (*header).rbtree,
+        &mut (*header).sentinel,
+        Some(insert_entry),
+    );
+    ngx_queue_init(&mut (*header).lru);
+    (*shpool).data = header.cast();
+    // Allocation failures are handled by eviction: don't log them as crit.
+    (*shpool).set_log_nomem(0);
+    (*shm_zone).data = header.cast();
+    NGX_OK as ngx_int_t
+}
+
+/// Holds the slab pool's mutex (a spinlock across workers): keep it briefly.
+struct MutexGuard(NonNull<ngx_slab_pool_t>);
+
+impl MutexGuard {
+    fn lock(pool: NonNull<ngx_slab_pool_t>) -> MutexGuard {
+        // SAFETY: the pool's mutex was created by NGINX with the zone.
+        unsafe { ngx_shmtx_lock(&mut (*pool.as_ptr()).mutex) };
+        MutexGuard(pool)
+    }
+}
+
+impl Drop for MutexGuard {
+    fn drop(&mut self) {
+        // SAFETY: locked in `lock` by this guard.
+        unsafe { ngx_shmtx_unlock(&mut (*self.0.as_ptr()).mutex) };
+    }
+}
+
+struct Locked<'a> {
+    _guard: MutexGuard,
+    pool: *mut ngx_slab_pool_t,
+    h: &'a mut ZoneHeader,
+}
+
+impl Zone {
+    /// The zone behind an initialized `ngx_shm_zone_t`, if any.
+    ///
+    /// # Safety
+    /// `shm_zone` must be a zone of this module, used in a worker.
+    pub unsafe fn from_shm_zone(shm_zone: *mut ngx_shm_zone_t) -> Option<Zone> {
+        let shm_zone = shm_zone.as_ref()?;
+        Some(Zone {
+            pool: NonNull::new(shm_zone.shm.addr.cast())?,
+            header: NonNull::new(shm_zone.data.cast())?,
+        })
+    }
+
+    fn lock(&self) -> Locked<'_> {
+        // SAFETY: the zone was initialized by `init_zone`; the slab mutex
+        // serializes every access to the header and the entries.
+        unsafe {
+            let guard = MutexGuard::lock(self.pool);
+            Locked {
+                _guard: guard,
+                pool: self.pool.as_ptr(),
+                h: &mut *self.header.as_ptr(),
+            }
+        }
+    }
+
+    /// Looks `hash` up; on a miss (or an expired entry) inserts a pending
+    /// marker valid until `now + lock_ms` and tells the caller to lead.
+    pub fn begin(&self, hash: &TokenHash, now: u64, lock_ms: u64) -> Lookup {
+        let mut z = self.lock();
+        let found = z.find(hash);
+        let mut expired = false;
+        if let Some(e) = found {
+            // SAFETY: `find` returns live entries of this zone.
+            let entry = unsafe { &mut *e.as_ptr() };
+            if entry.expires_ms > now {
+                z.touch(e);
+                return match entry.kind {
+                    EntryKind::Jwt => {
+                        z.h.stats.hits += 1;
+                        Lookup::Jwt(unsafe { entry_jwt(e) }.to_vec())
+                    }
+                    EntryKind::Inactive => {
+                        z.h.stats.negative_hits += 1;
+                        Lookup::Inactive
+                    }
+                    EntryKind::Pending => {
+                        z.h.stats.waits += 1;
+                        Lookup::Wait
+                    }
+                };
+            }
+            expired = entry.kind != EntryKind::Pending;
+            z.remove(e);
+        }
+        if expired {
+            z.h.stats.expired += 1;
+        } else {
+            z.h.stats.misses += 1;
+        }
+        z.h.stats.introspections += 1;
+        z.insert(hash, EntryKind::Pending, b"", now + lock_ms);
+        Lookup::Lead { expired }
+    }
+
+    /// Stores a result for `hash` (replacing any entry) for `ttl_ms`.
+    /// Returns false when the entry could not be stored even after eviction.
+    pub fn store(
+        &self,
+        hash: &TokenHash,
+        kind: EntryKind,
+        jwt: &[u8],
+        now: u64,
+        ttl_ms: u64,
+    ) -> bool {
+        let mut z = self.lock();
+        if let Some(e) = z.find(hash) {
+            z.remove(e);
+        }
+        if ttl_ms == 0 {
+            return true;
+        }
+        z.h.stats.stores += 1;
+        z.insert(hash, kind, jwt, now + ttl_ms)
+    }
+
+    /// Drops a pending marker of `hash` (introspection failed or abandoned).
+    pub fn abandon(&self, hash: &TokenHash) {
+        let mut z = self.lock();
+        if let Some(e) = z.find(hash) {
+            // SAFETY: live entry of this zone.
+            if unsafe { e.as_ref() }.kind == EntryKind::Pending {
+                z.remove(e);
+            }
+        }
+    }
+
+    /// Removes the entry of `hash`; true if there was one.
+    pub fn purge(&self, hash: &TokenHash) -> bool {
+        let mut z = self.lock();
+        match z.find(hash) {
+            Some(e) => {
+                z.remove(e);
+                z.h.stats.purges += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes every entry; returns how many.
+    pub fn purge_all(&self) -> u64 {
+        let mut z = self.lock();
+        let mut n = 0;
+        while let Some(e) = z.oldest() {
+            z.remove(e);
+            n += 1;
+        }
+        z.h.stats.purges += n;
+        n
+    }
+
+    /// A snapshot of the counters: (entries, entry bytes, stats, pool bytes
+    /// used, pool bytes free).
+    pub fn snapshot(&self) -> Snapshot {
+        let z = self.lock();
+        // SAFETY: the pool header is readable under the lock.
+        let (start, end, pfree) = unsafe { ((*z.pool).start, (*z.pool).end, (*z.pool).pfree) };
+        let total = (end as usize).saturating_sub(start as usize);
+        let free = pfree * page_size();
+        Snapshot {
+            entries: z.h.entries,
+            entry_bytes: z.h.bytes,
+            stats: z.h.stats,
+            zone_bytes_used: total.saturating_sub(free) as u64,
+            zone_bytes_free: free as u64,
+        }
+    }
+}
+
+/// Zone figures for the admin handler.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    /// Entries of all kinds.
+    pub entries: u64,
+    /// Bytes requested for entries (headers + JWTs).
+    pub entry_bytes: u64,
+    /// Counters.
+    pub stats: Stats,
+    /// Slab pages in use, in bytes.
+    pub zone_bytes_used: u64,
+    /// Free slab pages, in bytes.
+    pub zone_bytes_free: u64,
+}
+
+fn page_size() -> usize {
+    // SAFETY: ngx_pagesize is set once at startup.
+    unsafe { nginx_sys::ngx_pagesize }
+}
+
+/// # Safety
+/// `e` must be a live entry.
+unsafe fn entry_jwt<'a>(e: NonNull<Entry>) -> &'a [u8] {
+    let base = e.as_ptr().cast::<u8>().add(size_of::<Entry>());
+    core::slice::from_raw_parts(base, (*e.as_ptr()).jwt_len as usize)
+}
+
+impl Locked<'_> {
+    fn find(&mut self, hash: &TokenHash) -> Option<NonNull<Entry>> {
+        let key = node_key(hash);
+        let sentinel = self.h.rbtree.sentinel;
+        let mut node = self.h.rbtree.root;
+        // SAFETY: tree nodes are entries of this zone, read under the lock.
+        unsafe {
+            while node != sentinel {
+                let entry = entry_of_node(node);
+                let ord = key.cmp(&(*node).key).then_with(|| hash.cmp(&(*entry).hash));
+                node = match ord {
+                    core::cmp::Ordering::Less => (*node).left,
+                    core::cmp::Ordering::Greater => (*node).right,
+                    core::cmp::Ordering::Equal => return NonNull::new(entry),
+                };
+            }
+        }
+        None
+    }
+
+    fn touch(&mut self, e: NonNull<Entry>) {
+        // SAFETY: live entry, queue manipulated under the lock.
+        unsafe {
+            ngx_queue_remove(&mut (*e.as_ptr()).lru);
+            ngx_queue_insert_after(&mut self.h.lru, &mut (*e.as_ptr()).lru);
+        }
+    }
+
+    fn oldest(&mut self) -> Option<NonNull<Entry>> {
+        let head: *mut ngx_queue_t = &mut self.h.lru;
+        // SAFETY: the queue links entries of this zone.
+        unsafe {
+            let last = (*head).prev;
+            if last == head {
+                return None;
+            }
+            NonNull::new(entry_of_lru(last))
+        }
+    }
+
+    fn remove(&mut self, e: NonNull<Entry>) {
+        // SAFETY: live entry, unlinked from both structures, then freed.
+        unsafe {
+            let entry = e.as_ptr();
+            ngx_queue_remove(&mut (*entry).lru);
+            ngx_rbtree_delete(&mut self.h.rbtree, &mut (*entry).node);
+            self.h.entries -= 1;
+            self.h.bytes -= (size_of::<Entry>() + (*entry).jwt_len as usize) as u64;
+            ngx_slab_free_locked(self.pool, entry.cast());
+        }
+    }
+
+    /// Allocates, evicting least recently used entries while the zone is
+    /// full. Returns false if nothing is left to evict.
+    fn alloc(&mut self, size: usize) -> Option<NonNull<Entry>> {
+        loop {
+            // SAFETY: slab allocation under the pool's lock.
+            let p = unsafe { ngx_slab_alloc_locked(self.pool, size) };
+            if let Some(p) = NonNull::new(p.cast::<Entry>()) {
+                return Some(p);
+            }
+            let victim = self.oldest()?;
+            self.remove(victim);
+            self.h.stats.evictions += 1;
+        }
+    }
+
+    fn insert(&mut self, hash: &TokenHash, kind: EntryKind, jwt: &[u8], expires_ms: u64) -> bool {
+        let Ok(jwt_len) = u32::try_from(jwt.len()) else {
+            return false;
+        };
+        let size = size_of::<Entry>() + jwt.len();
+        let Some(e) = self.alloc(size) else {
+            return false;
+        };
+        // SAFETY: `e` is a fresh allocation of `size` bytes.
+        unsafe {
+            let entry = e.as_ptr();
+            ptr::write_bytes(entry.cast::<u8>(), 0, size_of::<Entry>());
+            (*entry).hash = *hash;
+            (*entry).node.key = node_key(hash);
+            (*entry).expires_ms = expires_ms;
+            (*entry).kind = kind;
+            (*entry).jwt_len = jwt_len;
+            ptr::copy_nonoverlapping(
+                jwt.as_ptr(),
+                entry.cast::<u8>().add(size_of::<Entry>()),
+                jwt.len(),
+            );
+            ngx_rbtree_insert(&mut self.h.rbtree, &mut (*entry).node);
+            ngx_queue_insert_after(&mut self.h.lru, &mut (*entry).lru);
+        }
+        self.h.entries += 1;
+        self.h.bytes += size as u64;
+        true
+    }
+}

@@ -1,0 +1,14 @@
+//! Unit tests of the module's pure logic (header parsing, JWT shape, cache
+//! rules, decision table). The library itself links against the nginx
+//! binary, so its pure modules are compiled here on their own.
+
+#[path = "../src/bearer.rs"]
+mod bearer;
+#[path = "../src/cache.rs"]
+mod cache;
+#[path = "../src/decision.rs"]
+mod decision;
+#[path = "../src/jwt.rs"]
+mod jwt;
+#[path = "../src/www_authenticate.rs"]
+mod www_authenticate;
