@@ -1,0 +1,494 @@
+//! The built-in shared-memory token cache: TTL rules, negative caching,
+//! eviction, single flight, admin API, reload, `$phantom_token_cache_status`.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+/// A gateway with `phantom_token_cache_zone tokens:<size>` and the cache on
+/// `/api`, an admin location and an access log of the cache status.
+fn cache_gateway(zone_size: &str, api_extra: &str) -> Gateway {
+    let (zone_size, api_extra) = (zone_size.to_string(), api_extra.to_string());
+    gateway_custom(move |auth, echo, port| cache_conf(auth, echo, port, &zone_size, &api_extra))
+}
+
+fn cache_conf(
+    auth: &AuthServer,
+    echo: &EchoServer,
+    port: u16,
+    zone_size: &str,
+    api_extra: &str,
+) -> String {
+    format!(
+        r#"
+    phantom_token_cache_zone tokens:{zone_size};
+    log_format cache '$uri $phantom_token_cache_status';
+    server {{
+        listen 127.0.0.1:{port};
+        access_log cache.log cache;
+        location /api {{
+            phantom_token on;
+            phantom_token_introspection_endpoint curity;
+            phantom_token_cache tokens;
+            {api_extra}
+            proxy_pass http://127.0.0.1:{echo};
+        }}
+        location = /admin {{
+            phantom_token_cache_admin tokens;
+            allow 127.0.0.1;
+            deny all;
+        }}
+        {curity}
+    }}"#,
+        echo = echo.port(),
+        curity = curity_location(auth, "")
+    )
+}
+
+impl Gateway {
+    fn admin_get(&self) -> serde_json::Value {
+        let resp = client().get(self.nginx.url("/admin")).send().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        resp.json().unwrap()
+    }
+
+    fn admin_post(&self, body: &str) -> (u16, serde_json::Value) {
+        let resp = client()
+            .post(self.nginx.url("/admin"))
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap())
+    }
+
+    /// Cache statuses logged so far, waiting (bounded) until `n` are there.
+    fn cache_statuses(&self, n: usize) -> Vec<String> {
+        let path = self.nginx.prefix().join("cache.log");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    fn sub_of(&self, resp: Response) -> String {
+        let echoed = assert_forwarded(resp);
+        self.auth.decode_jwt(echoed.bearer().unwrap())["sub"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[test]
+fn max_age_answers_are_served_from_the_zone() {
+    let gw = cache_gateway("1m", "");
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    let token = gw.auth.issue_token(json!({"sub": "cached"}));
+    for _ in 0..3 {
+        assert_eq!(gw.sub_of(gw.get_bearer("/api/c", &token)), "cached");
+    }
+    assert_eq!(gw.auth.introspection_count(), 1);
+    assert_eq!(
+        gw.cache_statuses(3),
+        ["/api/c MISS", "/api/c HIT", "/api/c HIT"]
+    );
+}
+
+#[test]
+fn entries_expire_with_max_age() {
+    let gw = cache_gateway("1m", "");
+    gw.auth.set_cache_control(Some("max-age=1".into()));
+    let token = gw.token();
+    gw.sub_of(gw.get_bearer("/api/e", &token));
+    gw.sub_of(gw.get_bearer("/api/e", &token));
+    assert_eq!(gw.auth.introspection_count(), 1);
+    std::thread::sleep(Duration::from_millis(1100)); // let the 1 s TTL pass
+    gw.sub_of(gw.get_bearer("/api/e", &token));
+    assert_eq!(gw.auth.introspection_count(), 2);
+    assert_eq!(
+        gw.cache_statuses(3),
+        ["/api/e MISS", "/api/e HIT", "/api/e EXPIRED"]
+    );
+}
+
+#[test]
+fn entries_never_outlive_the_jwt_exp() {
+    let gw = cache_gateway("1m", "");
+    gw.auth.set_cache_control(Some("max-age=600".into()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = gw.auth.issue_token(json!({"exp": now + 2}));
+    gw.sub_of(gw.get_bearer("/api/x", &token));
+    gw.sub_of(gw.get_bearer("/api/x", &token));
+    assert_eq!(gw.auth.introspection_count(), 1);
+    std::thread::sleep(Duration::from_millis(2100)); // let exp pass
+                                                     // The AS still answers (the test AS does not check exp) but the JWT in
+                                                     // the zone must not be served past its exp.
+    gw.get_bearer("/api/x", &token);
+    assert_eq!(gw.auth.introspection_count(), 2);
+}
+
+#[test]
+fn max_ttl_caps_the_lifetime() {
+    let gw = cache_gateway("1m", "phantom_token_cache_max_ttl 1s;");
+    gw.auth.set_cache_control(Some("max-age=600".into()));
+    let token = gw.token();
+    gw.sub_of(gw.get_bearer("/api/x", &token));
+    std::thread::sleep(Duration::from_millis(1100)); // let max_ttl pass
+    gw.sub_of(gw.get_bearer("/api/x", &token));
+    assert_eq!(gw.auth.introspection_count(), 2);
+}
+
+#[test]
+fn no_store_and_no_cache_answers_are_not_cached() {
+    for cc in ["no-store", "no-cache", "private, max-age=60", "max-age=0"] {
+        let gw = cache_gateway("1m", "");
+        gw.auth.set_cache_control(Some(cc.into()));
+        let token = gw.token();
+        gw.sub_of(gw.get_bearer("/api/n", &token));
+        gw.sub_of(gw.get_bearer("/api/n", &token));
+        assert_eq!(gw.auth.introspection_count(), 2, "{cc}");
+        assert_eq!(gw.cache_statuses(2), ["/api/n MISS", "/api/n MISS"], "{cc}");
+    }
+}
+
+#[test]
+fn error_answers_are_not_cached() {
+    let gw = cache_gateway("1m", "");
+    let token = gw.token();
+    for status in [500, 503, 401] {
+        gw.auth.set_fault(Fault::Status(status, String::new()));
+        let resp = gw.get_bearer("/api/err", &token);
+        assert!(resp.status().as_u16() >= 500, "{status}");
+    }
+    gw.auth.set_fault(Fault::Body(b"garbage".to_vec()));
+    assert_error(gw.get_bearer("/api/err", &token), 502, SERVER_ERROR);
+    gw.auth.clear_fault();
+    assert_eq!(gw.sub_of(gw.get_bearer("/api/err", &token)), "alice");
+    assert_eq!(gw.auth.introspection_count(), 5);
+}
+
+#[test]
+fn inactive_tokens_are_remembered_briefly() {
+    let gw = cache_gateway("1m", "phantom_token_cache_negative_ttl 1s;");
+    for _ in 0..3 {
+        assert_unauthorized(
+            gw.get_bearer("/api/neg", "no-such-token"),
+            r#"Bearer realm="api""#,
+        );
+    }
+    assert_eq!(gw.auth.introspection_count(), 1);
+    assert_eq!(
+        gw.cache_statuses(3),
+        ["/api/neg MISS", "/api/neg NEGATIVE", "/api/neg NEGATIVE"]
+    );
+    std::thread::sleep(Duration::from_millis(1100)); // let the negative TTL pass
+    assert_unauthorized(
+        gw.get_bearer("/api/neg", "no-such-token"),
+        r#"Bearer realm="api""#,
+    );
+    assert_eq!(gw.auth.introspection_count(), 2);
+}
+
+#[test]
+fn negative_caching_can_be_turned_off() {
+    let gw = cache_gateway("1m", "phantom_token_cache_negative_ttl 0;");
+    for _ in 0..2 {
+        assert_unauthorized(
+            gw.get_bearer("/api/neg", "no-such-token"),
+            r#"Bearer realm="api""#,
+        );
+    }
+    assert_eq!(gw.auth.introspection_count(), 2);
+}
+
+#[test]
+fn a_full_zone_evicts_least_recently_used_entries_and_never_fails() {
+    let gw = cache_gateway("64k", "");
+    gw.auth.set_cache_control(Some("max-age=300".into()));
+    let keep = gw.auth.issue_token(json!({"sub": "keep"}));
+    let first = gw.auth.issue_token(json!({"sub": "first"}));
+    gw.sub_of(gw.get_bearer("/api/f", &first));
+    let c = client();
+    let mut last = String::new();
+    for i in 0..2000 {
+        last = gw.auth.issue_token(json!({"sub": format!("u{i}")}));
+        let resp = c
+            .get(gw.nginx.url("/api/f"))
+            .bearer_auth(&last)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "request {i}");
+        if i % 20 == 0 {
+            // Touch `keep` often: it stays among the most recently used.
+            assert_eq!(
+                gw.sub_of(
+                    c.get(gw.nginx.url("/api/f"))
+                        .bearer_auth(&keep)
+                        .send()
+                        .unwrap()
+                ),
+                "keep"
+            );
+        }
+    }
+    let stats = gw.admin_get();
+    assert!(stats["evictions"].as_u64().unwrap() > 1000, "{stats}");
+    let before = gw.auth.introspection_count();
+    gw.sub_of(gw.get_bearer("/api/f", &last)); // most recent: still cached
+    gw.sub_of(gw.get_bearer("/api/f", &keep)); // recently used: still cached
+    assert_eq!(gw.auth.introspection_count(), before);
+    gw.sub_of(gw.get_bearer("/api/f", &first)); // oldest: evicted
+    assert_eq!(gw.auth.introspection_count(), before + 1);
+}
+
+#[test]
+fn concurrent_requests_for_one_token_introspect_once() {
+    let gw = cache_gateway("1m", "");
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    gw.auth.set_fault(Fault::Delay(Duration::from_millis(300)));
+    let token = gw.auth.issue_token(json!({"sub": "flight"}));
+    let url = gw.nginx.url("/api/flight");
+    let results: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..100)
+            .map(|_| {
+                let (url, token) = (url.clone(), token.clone());
+                s.spawn(move || {
+                    let resp = client().get(url).bearer_auth(token).send().unwrap();
+                    (resp.status().as_u16(), resp.text().unwrap())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (status, body) in &results {
+        assert_eq!(*status, 200, "{body}");
+        let echoed: EchoResponse = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            gw.auth.decode_jwt(echoed.bearer().unwrap())["sub"],
+            "flight"
+        );
+    }
+    assert_eq!(gw.auth.introspection_count(), 1);
+    assert_eq!(gw.nginx.worker_pids().len(), 2);
+}
+
+#[test]
+fn admin_purges_one_token_or_all() {
+    let gw = cache_gateway("1m", "");
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    let (a, b) = (gw.token(), gw.token());
+    gw.sub_of(gw.get_bearer("/api/p", &a));
+    gw.sub_of(gw.get_bearer("/api/p", &b));
+    assert_eq!(
+        gw.admin_post(&json!({"action": "purge", "token": a}).to_string()),
+        (200, json!({"purged": 1}))
+    );
+    assert_eq!(
+        gw.admin_post(&json!({"action": "purge", "token": a}).to_string()),
+        (200, json!({"purged": 0}))
+    );
+    gw.sub_of(gw.get_bearer("/api/p", &a)); // introspected again
+    gw.sub_of(gw.get_bearer("/api/p", &b)); // still cached
+    assert_eq!(gw.auth.introspection_count(), 3);
+    assert_eq!(
+        gw.admin_post(r#"{"action":"purge_all"}"#),
+        (200, json!({"purged": 2}))
+    );
+    gw.sub_of(gw.get_bearer("/api/p", &b));
+    assert_eq!(gw.auth.introspection_count(), 4);
+}
+
+#[test]
+fn admin_warm_up_serves_tokens_without_introspection() {
+    let gw = cache_gateway("1m", "");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let jwt = gw
+        .auth
+        .sign_jwt(&json!({"sub": "seeded", "exp": now + 600}));
+    let (status, body) = gw.admin_post(
+        &json!({"action": "warm", "token": "seed-token", "jwt": jwt, "ttl": 120}).to_string(),
+    );
+    assert_eq!((status, body), (200, json!({"stored": true, "ttl": 120})));
+    let echoed = assert_forwarded(gw.get_bearer("/api/w", "seed-token"));
+    assert_eq!(echoed.bearer(), Some(jwt.as_str()));
+    assert_eq!(gw.auth.introspection_count(), 0);
+    assert_eq!(gw.cache_statuses(2), ["/admin -", "/api/w HIT"]);
+}
+
+#[test]
+fn admin_rejects_bad_input_and_changes_nothing() {
+    let gw = cache_gateway("1m", "");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = gw.auth.sign_jwt(&json!({"sub": "old", "exp": now - 10}));
+    let huge = format!(
+        r#"{{"action":"purge","token":"{}"}}"#,
+        "x".repeat(300 * 1024)
+    );
+    let cases = [
+        "not json".to_string(),
+        "[1,2]".to_string(),
+        r#"{"action":"purge"}"#.to_string(),
+        r#"{"action":"explode"}"#.to_string(),
+        r#"{"action":"warm","token":"t"}"#.to_string(),
+        r#"{"action":"warm","token":"t","jwt":"not-a-jwt"}"#.to_string(),
+        json!({"action": "warm", "token": "t", "jwt": expired}).to_string(),
+        json!({"action": "warm", "token": "t", "jwt": expired, "ttl": -1}).to_string(),
+        huge,
+    ];
+    for body in &cases {
+        let (status, answer) = gw.admin_post(body);
+        assert_eq!(status, 400, "{body:.80}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let stats = gw.admin_get();
+    assert_eq!(
+        (stats["entries"].as_u64(), stats["stores"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        client()
+            .delete(gw.nginx.url("/admin"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        405
+    );
+}
+
+#[test]
+fn admin_stats_count_what_happened() {
+    let gw = cache_gateway("1m", "");
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    let token = gw.token();
+    for _ in 0..3 {
+        gw.sub_of(gw.get_bearer("/api/s", &token));
+    }
+    for _ in 0..2 {
+        gw.get_bearer("/api/s", "inactive");
+    }
+    gw.admin_post(&json!({"action": "purge", "token": token}).to_string());
+    let s = gw.admin_get();
+    assert_eq!(s["hits"], 2, "{s}");
+    assert_eq!(s["misses"], 2, "{s}");
+    assert_eq!(s["negative_hits"], 1, "{s}");
+    assert_eq!(s["introspections"], 2, "{s}");
+    assert_eq!(s["stores"], 2, "{s}");
+    assert_eq!(s["purges"], 1, "{s}");
+    assert_eq!(s["entries"], 1, "{s}");
+    assert_eq!(s["evictions"], 0, "{s}");
+    assert!(
+        s["bytes_used"].as_u64().unwrap() > 0 && s["bytes_free"].as_u64().unwrap() > 0,
+        "{s}"
+    );
+}
+
+#[test]
+fn entries_survive_reload_and_a_resized_zone_keeps_working() {
+    let mut gw = cache_gateway("1m", "");
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    let token = gw.token();
+    gw.sub_of(gw.get_bearer("/api/r", &token));
+    gw.nginx.reload();
+    gw.sub_of(gw.get_bearer("/api/r", &token));
+    assert_eq!(gw.auth.introspection_count(), 1, "entry kept across reload");
+
+    let conf = cache_conf(&gw.auth, &gw.echo, gw.nginx.port(), "2m", "");
+    gw.nginx.write_config(&conf);
+    gw.nginx.reload();
+    gw.sub_of(gw.get_bearer("/api/r", &token));
+    gw.sub_of(gw.get_bearer("/api/r", &token));
+    assert_eq!(
+        gw.auth.introspection_count(),
+        2,
+        "new zone: one miss, then hits"
+    );
+}
+
+#[test]
+fn the_zone_holds_hashes_not_tokens() {
+    let gw = cache_gateway("1m", "");
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    let token = gw.auth.issue_token(json!({"sub": "dump"}));
+    let echoed = assert_forwarded(gw.get_bearer("/api/d", &token));
+    let jwt = echoed.bearer().unwrap().to_string();
+    let zone = shared_anonymous_memory(gw.nginx.master_pid());
+    assert!(
+        contains(&zone, jwt.as_bytes()),
+        "positive control: the JWT is in the zone"
+    );
+    assert!(
+        !contains(&zone, token.as_bytes()),
+        "the opaque token must not be in the zone"
+    );
+}
+
+/// Contents of the shared anonymous mappings (NGINX zones) of a process.
+fn shared_anonymous_memory(pid: u32) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut out = Vec::new();
+    for line in maps.lines().filter(|l| {
+        l.contains("/dev/zero") && l.split_whitespace().nth(1).is_some_and(|p| p.contains('s'))
+    }) {
+        let range = line.split_whitespace().next().unwrap();
+        let (start, end) = range.split_once('-').unwrap();
+        let (start, end) = (
+            u64::from_str_radix(start, 16).unwrap(),
+            u64::from_str_radix(end, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (end - start) as usize];
+        mem.seek(SeekFrom::Start(start)).unwrap();
+        if mem.read_exact(&mut buf).is_ok() {
+            out.extend_from_slice(&buf);
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn cache_status_is_bypass_without_a_cache() {
+    let gw = gateway_custom(|auth, echo, port| {
+        format!(
+            r#"
+    log_format cache '$uri $phantom_token_cache_status';
+    server {{
+        listen 127.0.0.1:{port};
+        access_log cache.log cache;
+        location /api {{
+            phantom_token on;
+            phantom_token_introspection_endpoint curity;
+            proxy_pass http://127.0.0.1:{echo};
+        }}
+        location /open {{ return 200; }}
+        {curity}
+    }}"#,
+            echo = echo.port(),
+            curity = curity_location(auth, "")
+        )
+    });
+    gw.sub_of(gw.get_bearer("/api/b", &gw.token()));
+    client().get(gw.nginx.url("/open")).send().unwrap();
+    assert_eq!(gw.cache_statuses(2), ["/api/b BYPASS", "/open -"]);
+}
