@@ -429,6 +429,12 @@ impl<'a> NginxBuilder<'a> {
         };
         wait_ports.insert(0, port);
         nginx.wait_ready(&wait_ports)?;
+        // A worker that was just forked has not set its title yet: wait
+        // (bounded) until all are visible, so `worker_pids()` is complete.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while nginx.worker_pids().len() < nginx.layout.workers && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+        }
         Ok(nginx)
     }
 }
