@@ -9,6 +9,7 @@
 //! [`handler`] (access-phase decision table) → [`introspect`] (subrequest and
 //! response capture) → [`response`] (error answers).
 #![allow(static_mut_refs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod admin;
 pub mod bearer;

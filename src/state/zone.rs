@@ -263,6 +263,7 @@ impl Zone {
                 return match entry.kind {
                     EntryKind::Jwt => {
                         z.h.stats.hits += 1;
+                        // SAFETY: live entry; its JWT bytes follow the header.
                         Lookup::Jwt(unsafe { entry_jwt(e) }.to_vec())
                     }
                     EntryKind::Inactive => {
