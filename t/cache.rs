@@ -19,29 +19,27 @@ fn cache_conf(
     zone_size: &str,
     api_extra: &str,
 ) -> String {
-    format!(
-        r#"
-    phantom_token_cache_zone tokens:{zone_size};
-    log_format cache '$uri $phantom_token_cache_status';
-    server {{
-        listen 127.0.0.1:{port};
-        access_log cache.log cache;
-        location /api {{
-            phantom_token on;
-            phantom_token_introspection_endpoint curity;
-            phantom_token_cache tokens;
-            {api_extra}
-            proxy_pass http://127.0.0.1:{echo};
-        }}
-        location = /admin {{
+    let http = format!(
+        "phantom_token_cache_zone tokens:{zone_size};
+        log_format cache '$uri $phantom_token_cache_status';"
+    );
+    let api = format!("phantom_token_cache tokens; {api_extra}");
+    let server = "access_log cache.log cache;
+        location = /admin {
             phantom_token_cache_admin tokens;
             allow 127.0.0.1;
             deny all;
-        }}
-        {curity}
-    }}"#,
-        echo = echo.port(),
-        curity = curity_location(auth, "")
+        }";
+    standard_conf(
+        auth,
+        echo,
+        port,
+        Parts {
+            http: &http,
+            server,
+            api: &api,
+            curity: "",
+        },
     )
 }
 
@@ -469,24 +467,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[test]
 fn cache_status_is_bypass_without_a_cache() {
-    let gw = gateway_custom(|auth, echo, port| {
-        format!(
-            r#"
-    log_format cache '$uri $phantom_token_cache_status';
-    server {{
-        listen 127.0.0.1:{port};
-        access_log cache.log cache;
-        location /api {{
-            phantom_token on;
-            phantom_token_introspection_endpoint curity;
-            proxy_pass http://127.0.0.1:{echo};
-        }}
-        location /open {{ return 200; }}
-        {curity}
-    }}"#,
-            echo = echo.port(),
-            curity = curity_location(auth, "")
-        )
+    let gw = gateway_parts(Parts {
+        http: "log_format cache '$uri $phantom_token_cache_status';",
+        server: "access_log cache.log cache; location /open { return 200; }",
+        ..Parts::default()
     });
     gw.sub_of(gw.get_bearer("/api/b", &gw.token()));
     client().get(gw.nginx.url("/open")).send().unwrap();

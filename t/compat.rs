@@ -134,28 +134,14 @@ fn endpoint_with_leading_slash_works_too() {
 
 #[test]
 fn proxy_cache_on_the_introspection_location_serves_the_jwt_from_cache() {
-    let gw = gateway_custom(|auth, echo, port| {
-        let cache = "proxy_cache_methods POST;
+    let gw = gateway_parts(Parts {
+        http: "proxy_cache_path cache levels=1:2 keys_zone=api_cache:10m max_size=10m inactive=60m use_temp_path=off;",
+        curity: concat!("proxy_cache_methods POST;
             proxy_cache api_cache;
             proxy_cache_key $request_body;
             proxy_ignore_headers Set-Cookie;
-            proxy_cache_valid 200 1m;
-            add_header X-Cache-Status $upstream_cache_status;";
-        format!(
-            r#"
-    proxy_cache_path cache levels=1:2 keys_zone=api_cache:10m max_size=10m inactive=60m use_temp_path=off;
-    server {{
-        listen 127.0.0.1:{port};
-        location /api {{
-            phantom_token on;
-            phantom_token_introspection_endpoint curity;
-            proxy_pass http://127.0.0.1:{echo};
-        }}
-        {curity}
-    }}"#,
-            echo = echo.port(),
-            curity = curity_location(auth, cache)
-        )
+            proxy_cache_valid 200 1m;", "add_header X-Cache-Status $upstream_cache_status;"),
+        ..Parts::default()
     });
     let (a, b) = (
         gw.auth.issue_token(json!({"sub": "a"})),
@@ -177,27 +163,14 @@ fn proxy_cache_on_the_introspection_location_serves_the_jwt_from_cache() {
 
 #[test]
 fn proxy_cache_keeps_serving_large_cached_jwts() {
-    let gw = gateway_custom(|auth, echo, port| {
-        let cache = "proxy_cache_methods POST;
+    let gw = gateway_parts(Parts {
+        http: "proxy_cache_path cache levels=1:2 keys_zone=api_cache:10m use_temp_path=off;",
+        curity: "proxy_cache_methods POST;
             proxy_cache api_cache;
             proxy_cache_key $request_body;
             proxy_ignore_headers Set-Cookie;
-            proxy_cache_valid 200 1m;";
-        format!(
-            r#"
-    proxy_cache_path cache levels=1:2 keys_zone=api_cache:10m use_temp_path=off;
-    server {{
-        listen 127.0.0.1:{port};
-        location /api {{
-            phantom_token on;
-            phantom_token_introspection_endpoint curity;
-            proxy_pass http://127.0.0.1:{echo};
-        }}
-        {curity}
-    }}"#,
-            echo = echo.port(),
-            curity = curity_location(auth, cache)
-        )
+            proxy_cache_valid 200 1m;",
+        ..Parts::default()
     });
     gw.auth.set_fault(Fault::BigJwt(30_000));
     let token = gw.token();

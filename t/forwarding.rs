@@ -107,23 +107,7 @@ fn http_1_0_requests_work() {
 
 #[test]
 fn http2_requests_work() {
-    let gw = gateway_custom(|auth, echo, port| {
-        format!(
-            r#"
-    server {{
-        listen 127.0.0.1:{port};
-        http2 on;
-        location /api {{
-            phantom_token on;
-            phantom_token_introspection_endpoint curity;
-            proxy_pass http://127.0.0.1:{echo};
-        }}
-        {curity}
-    }}"#,
-            echo = echo.port(),
-            curity = curity_location(auth, "")
-        )
-    });
+    let gw = gateway("", "http2 on;");
     let h2 = http2_client();
     let resp = h2
         .post(gw.nginx.url("/api/h2"))

@@ -16,33 +16,11 @@ const CHALLENGE: &str = r#"Bearer realm="api""#;
 /// A default gateway whose introspection location gets `curity_extra`
 /// (e.g. `proxy_read_timeout 1s;`) and whose `/api` gets `api_extra`.
 fn gateway_with_curity(api_extra: &str, curity_extra: &str) -> Gateway {
-    let (api_extra, curity_extra) = (api_extra.to_string(), curity_extra.to_string());
-    gateway_custom(move |auth, echo, port| {
-        api_server(
-            port,
-            echo,
-            &api_extra,
-            &curity_location(auth, &curity_extra),
-        )
+    gateway_parts(Parts {
+        api: api_extra,
+        curity: curity_extra,
+        ..Parts::default()
     })
-}
-
-/// `server { listen; location /api {...} <curity> }`.
-fn api_server(port: u16, echo: &EchoServer, api_extra: &str, curity: &str) -> String {
-    format!(
-        r#"
-    server {{
-        listen 127.0.0.1:{port};
-        location /api {{
-            phantom_token on;
-            phantom_token_introspection_endpoint curity;
-            {api_extra}
-            proxy_pass http://127.0.0.1:{echo};
-        }}
-        {curity}
-    }}"#,
-        echo = echo.port()
-    )
 }
 
 /// Issues an opaque token whose JWT carries `sub`.
@@ -365,12 +343,16 @@ fn as_slower_than_proxy_read_timeout_is_502_at_the_timeout() {
 fn as_down_is_502() {
     let dead = Nginx::free_port();
     let gw = gateway_custom(|auth, echo, port| {
-        let curity = curity_location(auth, "proxy_connect_timeout 1s;").replace(
+        let parts = Parts {
+            curity: "proxy_connect_timeout 1s;",
+            ..Parts::default()
+        };
+        let conf = standard_conf(auth, echo, port, parts).replace(
             &auth.introspection_url(),
             &format!("http://127.0.0.1:{dead}/introspect"),
         );
-        assert!(curity.contains(&dead.to_string()));
-        api_server(port, echo, "", &curity)
+        assert!(conf.contains(&dead.to_string()));
+        conf
     });
     let workers = workers_of(&gw);
     let started = Instant::now();

@@ -39,26 +39,56 @@ pub fn curity_location(auth: &AuthServer, extra: &str) -> String {
     )
 }
 
-/// A 2.0.0-style gateway: `location /api` protected, proxying to the echo
-/// API, with `api_extra` added to `/api` and `server_extra` to the server.
-pub fn gateway(api_extra: &str, server_extra: &str) -> Gateway {
-    gateway_custom(|auth, echo, port| {
-        format!(
-            r#"
+/// Extra configuration text for the standard gateway.
+#[derive(Default, Clone, Copy)]
+pub struct Parts<'a> {
+    /// Lines at `http` level, before the server.
+    pub http: &'a str,
+    /// Lines inside the server.
+    pub server: &'a str,
+    /// Lines inside `location /api`.
+    pub api: &'a str,
+    /// Lines inside `location curity`.
+    pub curity: &'a str,
+}
+
+/// The standard 2.0.0-style config: `location /api` protected and proxying to
+/// the echo API, `location curity` introspecting at the test AS.
+pub fn standard_conf(auth: &AuthServer, echo: &EchoServer, port: u16, parts: Parts) -> String {
+    format!(
+        r#"
+    {http}
     server {{
         listen 127.0.0.1:{port};
+        {server}
         location /api {{
             phantom_token on;
             phantom_token_introspection_endpoint curity;
-            {api_extra}
+            {api}
             proxy_pass http://127.0.0.1:{echo};
         }}
         {curity}
-        {server_extra}
     }}"#,
-            echo = echo.port(),
-            curity = curity_location(auth, "")
-        )
+        http = parts.http,
+        server = parts.server,
+        api = parts.api,
+        echo = echo.port(),
+        curity = curity_location(auth, parts.curity)
+    )
+}
+
+/// A gateway with the standard config and `parts` added.
+pub fn gateway_parts(parts: Parts) -> Gateway {
+    gateway_custom(|auth, echo, port| standard_conf(auth, echo, port, parts))
+}
+
+/// A 2.0.0-style gateway: `location /api` protected, proxying to the echo
+/// API, with `api_extra` added to `/api` and `server_extra` to the server.
+pub fn gateway(api_extra: &str, server_extra: &str) -> Gateway {
+    gateway_parts(Parts {
+        api: api_extra,
+        server: server_extra,
+        ..Parts::default()
     })
 }
 
