@@ -476,3 +476,25 @@ fn cache_status_is_bypass_without_a_cache() {
     client().get(gw.nginx.url("/open")).send().unwrap();
     assert_eq!(gw.cache_statuses(2), ["/api/b BYPASS", "/open -"]);
 }
+
+#[test]
+fn a_jwt_too_big_for_the_zone_is_forwarded_uncached_without_flushing_it() {
+    let gw = cache_gateway("64k", "");
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    let small = gw.auth.issue_token(json!({"sub": "small"}));
+    gw.sub_of(gw.get_bearer("/api/z", &small));
+    gw.auth.set_fault(Fault::BigJwt(20_000));
+    let big = gw.token();
+    for _ in 0..2 {
+        let echoed = assert_forwarded(gw.get_bearer("/api/z", &big));
+        assert!(echoed.bearer().unwrap().len() > 19_000);
+    }
+    gw.auth.clear_fault();
+    gw.sub_of(gw.get_bearer("/api/z", &small));
+    assert_eq!(
+        gw.auth.introspection_count(),
+        3,
+        "big one twice, small one once"
+    );
+    assert_eq!(gw.admin_get()["evictions"], 0);
+}

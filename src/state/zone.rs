@@ -446,6 +446,13 @@ impl Locked<'_> {
     /// Allocates, evicting least recently used entries while the zone is
     /// full. Returns false if nothing is left to evict.
     fn alloc(&mut self, size: usize) -> Option<NonNull<Entry>> {
+        // An entry bigger than an eighth of the zone would flush it: skip it.
+        // SAFETY: the pool header is readable under the lock.
+        let zone_bytes =
+            unsafe { ((*self.pool).end as usize).saturating_sub((*self.pool).start as usize) };
+        if size > zone_bytes / 8 {
+            return None;
+        }
         loop {
             // SAFETY: slab allocation under the pool's lock.
             let p = unsafe { ngx_slab_alloc_locked(self.pool, size) };
