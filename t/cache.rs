@@ -498,3 +498,35 @@ fn a_jwt_too_big_for_the_zone_is_forwarded_uncached_without_flushing_it() {
     );
     assert_eq!(gw.admin_get()["evictions"], 0);
 }
+
+#[test]
+fn http2_streams_of_one_connection_share_one_introspection() {
+    let gw = gateway_parts(Parts {
+        http: "phantom_token_cache_zone tokens:1m;",
+        server: "http2 on;",
+        api: "phantom_token_cache tokens;",
+        ..Parts::default()
+    });
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    gw.auth.set_fault(Fault::Delay(Duration::from_millis(200)));
+    let token = gw.auth.issue_token(json!({"sub": "h2"}));
+    let h2 = http2_client();
+    let subs: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| {
+                let (h2, url, token) = (h2.clone(), gw.nginx.url("/api/h2"), token.clone());
+                s.spawn(move || {
+                    let resp = h2.get(url).bearer_auth(token).send().unwrap();
+                    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+                    let echoed = assert_forwarded(resp);
+                    echoed.bearer().unwrap().to_string()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for jwt in &subs {
+        assert_eq!(gw.auth.decode_jwt(jwt)["sub"], "h2");
+    }
+    assert_eq!(gw.auth.introspection_count(), 1);
+}
