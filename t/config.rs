@@ -140,3 +140,69 @@ fn bad_size_is_rejected() {
         r#""phantom_token_max_jwt_size" directive invalid value"#,
     );
 }
+
+/// `nginx -t` on an `http` block body.
+fn check_http(body: &str) -> ConfigTest {
+    let body = body.to_string();
+    Nginx::builder()
+        .http(move |port| format!("{body}\nserver {{\n listen 127.0.0.1:{port};\n}}"))
+        .test_config()
+}
+
+#[test]
+fn cache_zone_needs_name_and_size() {
+    for spec in ["tokens", ":1m", "tokens:lots", "tokens:1k"] {
+        let t = check_http(&format!("phantom_token_cache_zone {spec};"));
+        assert!(!t.ok, "{spec}");
+        let expected = format!(r#"[emerg] invalid zone "{spec}" in "phantom_token_cache_zone""#);
+        assert!(t.output.contains(&expected), "{spec}: {}", t.output);
+        assert!(
+            t.output
+                .contains(&t.location_of("phantom_token_cache_zone")),
+            "{}",
+            t.output
+        );
+    }
+    assert!(check_http("phantom_token_cache_zone tokens:1m;").ok);
+}
+
+#[test]
+fn duplicate_cache_zones_are_rejected() {
+    let t = check_http("phantom_token_cache_zone a:1m;\nphantom_token_cache_zone a:1m;");
+    assert!(!t.ok);
+    assert!(
+        t.output.contains(r#"[emerg] duplicate zone "a""#),
+        "{}",
+        t.output
+    );
+}
+
+#[test]
+fn an_undefined_cache_zone_is_an_error() {
+    let t = check_http("phantom_token_cache nowhere;");
+    assert!(!t.ok);
+    assert!(
+        t.output
+            .contains(r#"zero size shared memory zone "nowhere""#),
+        "{}",
+        t.output
+    );
+}
+
+#[test]
+fn cache_admin_needs_a_zone() {
+    let t = check_http(
+        "server {\n listen 127.0.0.1:1;\n location /admin {\n phantom_token_cache_admin;\n }\n}",
+    );
+    assert!(!t.ok);
+    assert!(
+        t.output
+            .contains(r#"[emerg] "phantom_token_cache_admin" needs a zone"#),
+        "{}",
+        t.output
+    );
+    let ok = check_http(
+        "phantom_token_cache_zone z:1m;\nphantom_token_cache z;\nserver {\n listen 127.0.0.1:1;\n location /admin {\n phantom_token_cache_admin;\n }\n}",
+    );
+    assert!(ok.ok, "{}", ok.output);
+}
