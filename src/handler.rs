@@ -41,7 +41,16 @@ macro_rules! debug {
     };
 }
 
+/// Log lines the C module also writes: same text, and the connection's log
+/// context left as it is (as the C module does).
 macro_rules! log {
+    ($level:expr, $r:expr, $($arg:tt)+) => {
+        ngx_log_error!($level, (*(*$r).connection).log, $($arg)+)
+    };
+}
+
+/// This module's own error lines, in NGINX's voice: `... while introspecting token`.
+macro_rules! log_own {
     ($level:expr, $r:expr, $($arg:tt)+) => {{
         let log = (*(*$r).connection).log;
         (*log).action = c"introspecting token".as_ptr().cast_mut();
@@ -125,7 +134,7 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
     match introspect::start(r, conf, endpoint, body.as_bytes(), lease) {
         Ok(()) => NGX_AGAIN as ngx_int_t,
         Err(e) => {
-            log!(NGX_LOG_ERR, r, "{e} while introspecting token");
+            log_own!(NGX_LOG_ERR, r, "{e}");
             send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize)
         }
     }
@@ -220,7 +229,7 @@ unsafe fn forward_jwt(
     lease: Option<introspect::Lease>,
 ) -> ngx_int_t {
     let bad_gateway = |what: core::fmt::Arguments| {
-        log!(NGX_LOG_ERR, r, "Introspection subrequest returned {what}");
+        log_own!(NGX_LOG_ERR, r, "Introspection subrequest returned {what}");
         send_error(r, conf, NGX_HTTP_BAD_GATEWAY as usize)
     };
     if ctx.too_large {
