@@ -3,7 +3,7 @@
 use nginx_sys::{
     ngx_add_timer, ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading,
     ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_request_t, ngx_http_test_reading,
-    ngx_int_t, ngx_msec_t, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_HTTP_BAD_GATEWAY,
+    ngx_int_t, ngx_msec_t, ngx_pnalloc, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_HTTP_BAD_GATEWAY,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS,
     NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
 };
@@ -112,10 +112,13 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         None => set_cache_status(r, "BYPASS"),
         Some(zone) => {
             let hash = token_hash(token);
-            match zone.begin(&hash, now_ms(), conf.cache_lock_timeout as u64) {
-                Lookup::Jwt(jwt) => {
+            let lookup = zone.begin(&hash, now_ms(), conf.cache_lock_timeout as u64, |jwt| {
+                bearer_value(r, jwt)
+            });
+            match lookup {
+                Lookup::Jwt(value) => {
                     set_cache_status(r, "HIT");
-                    return use_jwt(r, conf, &jwt);
+                    return use_jwt(r, conf, value);
                 }
                 Lookup::Inactive => {
                     set_cache_status(r, "NEGATIVE");
@@ -253,25 +256,40 @@ unsafe fn forward_jwt(
         );
         lease.complete(EntryKind::Jwt, &ctx.body, ttl);
     }
-    use_jwt(r, conf, &ctx.body)
+    use_jwt(r, conf, bearer_value(r, &ctx.body))
 }
 
-/// Replaces the client's `Authorization` value with `Bearer <jwt>`.
-unsafe fn use_jwt(r: *mut ngx_http_request_t, conf: &LocationConf, jwt: &[u8]) -> ngx_int_t {
-    let Some(header) = (*r).headers_in.authorization.as_mut() else {
+/// `Bearer <jwt>` in the request pool (one copy of the JWT).
+unsafe fn bearer_value(r: *mut ngx_http_request_t, jwt: &[u8]) -> Option<ngx_str_t> {
+    const PREFIX: &[u8] = b"Bearer ";
+    let len = PREFIX.len() + jwt.len();
+    let data = ngx_pnalloc((*r).pool, len).cast::<u8>();
+    if data.is_null() {
+        return None;
+    }
+    core::ptr::copy_nonoverlapping(PREFIX.as_ptr(), data, PREFIX.len());
+    core::ptr::copy_nonoverlapping(jwt.as_ptr(), data.add(PREFIX.len()), jwt.len());
+    Some(ngx_str_t { len, data })
+}
+
+/// Replaces the client's `Authorization` value with `value` (`Bearer <jwt>`).
+unsafe fn use_jwt(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    value: Option<ngx_str_t>,
+) -> ngx_int_t {
+    let (Some(header), Some(value)) = ((*r).headers_in.authorization.as_mut(), value) else {
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     };
-    let mut value = Vec::with_capacity(7 + jwt.len());
-    value.extend_from_slice(b"Bearer ");
-    value.extend_from_slice(jwt);
-    let Some(v) = ngx_str_t::from_bytes((*r).pool, &value) else {
-        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
-    };
-    header.value = v;
+    header.value = value;
     let Some(note) = introspect::note_mut(r) else {
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     };
     note.authorized = true;
-    debug!(r, "Forwarding JWT of {} bytes to the upstream", jwt.len());
+    debug!(
+        r,
+        "Forwarding a JWT of {} bytes to the upstream",
+        value.len - 7
+    );
     NGX_OK as ngx_int_t
 }

@@ -88,9 +88,9 @@ struct Entry {
 
 /// Result of looking a token up before introspection.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Lookup {
-    /// A JWT is cached.
-    Jwt(Vec<u8>),
+pub enum Lookup<T> {
+    /// A JWT is cached: what the caller's `on_hit` made of it (under the lock).
+    Jwt(T),
     /// The token is known to be inactive.
     Inactive,
     /// Another request is introspecting this token: wait and look again.
@@ -249,9 +249,16 @@ impl Zone {
         }
     }
 
-    /// Looks `hash` up; on a miss (or an expired entry) inserts a pending
-    /// marker valid until `now + lock_ms` and tells the caller to lead.
-    pub fn begin(&self, hash: &TokenHash, now: u64, lock_ms: u64) -> Lookup {
+    /// Looks `hash` up; on a hit, `on_hit` copies the JWT out while the lock
+    /// is held; on a miss (or an expired entry) inserts a pending marker
+    /// valid until `now + lock_ms` and tells the caller to lead.
+    pub fn begin<T>(
+        &self,
+        hash: &TokenHash,
+        now: u64,
+        lock_ms: u64,
+        on_hit: impl FnOnce(&[u8]) -> T,
+    ) -> Lookup<T> {
         let mut z = self.lock();
         let found = z.find(hash);
         let mut expired = false;
@@ -264,7 +271,7 @@ impl Zone {
                     EntryKind::Jwt => {
                         z.h.stats.hits += 1;
                         // SAFETY: live entry; its JWT bytes follow the header.
-                        Lookup::Jwt(unsafe { entry_jwt(e) }.to_vec())
+                        Lookup::Jwt(on_hit(unsafe { entry_jwt(e) }))
                     }
                     EntryKind::Inactive => {
                         z.h.stats.negative_hits += 1;
