@@ -432,7 +432,9 @@ impl<'a> NginxBuilder<'a> {
         // A worker that was just forked has not set its title yet: wait
         // (bounded) until all are visible, so `worker_pids()` is complete.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while nginx.worker_pids().len() < nginx.layout.workers && std::time::Instant::now() < deadline {
+        while nginx.worker_pids().len() < nginx.layout.workers
+            && std::time::Instant::now() < deadline
+        {
             std::thread::yield_now();
         }
         Ok(nginx)
