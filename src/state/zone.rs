@@ -1,30 +1,38 @@
 //! The token cache in one NGINX shared-memory zone.
 //!
 //! Layout (all inside the zone's slab pool, all access under its mutex):
-//! a [`ZoneHeader`] with a red-black tree of [`Entry`] nodes ordered by
-//! (first 8 bytes of the token hash, full hash) and an LRU queue (most
-//! recently used at the head). Entries are allocated with the slab allocator;
-//! when it is full, the least recently used entries are evicted until the
-//! allocation succeeds, so a full zone never fails a request.
+//! a [`ZoneHeader`] with a hash table of [`Entry`] chains (bucket: the first
+//! 8 bytes of the token hash; the full hash is compared) and an LRU queue
+//! (most recently used at the head). A lookup touches the bucket and the
+//! entry only, however many entries the zone holds. Entries are allocated
+//! with the slab allocator; when it is full, the least recently used entries
+//! are evicted until the allocation succeeds, so a full zone never fails a
+//! request. Counters are kept per worker (one cache line each) and summed
+//! when read, so that hits don't make workers fight over one line.
 
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
 use core::ptr::{self, NonNull};
 
 use nginx_sys::{
-    ngx_int_t, ngx_queue_t, ngx_rbtree_delete, ngx_rbtree_insert, ngx_rbtree_node_t, ngx_rbtree_t,
-    ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked,
-    ngx_slab_pool_t, ngx_timeofday, NGX_ERROR, NGX_OK,
+    ngx_int_t, ngx_queue_t, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock,
+    ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_timeofday, NGX_ERROR, NGX_OK,
 };
-use nginx_sys::{ngx_queue_init, ngx_queue_insert_after, ngx_queue_remove, ngx_rbtree_init};
+use nginx_sys::{ngx_queue_init, ngx_queue_insert_after, ngx_queue_remove};
 
 use crate::cache::TokenHash;
 
 /// Layout version; a zone of another layout is never reused.
-const MAGIC: u64 = u64::from_le_bytes(*b"PHTOK\x00\x01\x00");
+const MAGIC: u64 = u64::from_le_bytes(*b"PHTOK\x00\x02\x00");
+
+/// Counter slots (workers beyond this share slots).
+const STAT_SLOTS: usize = 64;
+
+/// One bucket per this many bytes of zone.
+const BYTES_PER_BUCKET: usize = 512;
 
 /// Counters reported by the admin handler.
-#[repr(C)]
+#[repr(C, align(64))]
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Stats {
     /// JWTs served from the zone.
@@ -47,19 +55,33 @@ pub struct Stats {
     pub waits: u64,
 }
 
+impl Stats {
+    fn add(&mut self, o: &Stats) {
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.expired += o.expired;
+        self.negative_hits += o.negative_hits;
+        self.evictions += o.evictions;
+        self.introspections += o.introspections;
+        self.purges += o.purges;
+        self.stores += o.stores;
+        self.waits += o.waits;
+    }
+}
+
 /// Header of the zone.
 #[repr(C)]
 pub struct ZoneHeader {
     magic: u64,
-    rbtree: ngx_rbtree_t,
-    sentinel: ngx_rbtree_node_t,
+    buckets: *mut *mut Entry,
+    bucket_mask: usize,
     lru: ngx_queue_t,
     /// Number of entries (all kinds).
     pub entries: u64,
     /// Bytes allocated for entries.
     pub bytes: u64,
-    /// Counters.
-    pub stats: Stats,
+    /// Counters, per worker.
+    stats: [Stats; STAT_SLOTS],
 }
 
 /// What an entry says about a token.
@@ -76,7 +98,8 @@ pub enum EntryKind {
 
 #[repr(C)]
 struct Entry {
-    node: ngx_rbtree_node_t,
+    /// Next entry of the same bucket.
+    next: *mut Entry,
     lru: ngx_queue_t,
     hash: TokenHash,
     /// Wall clock, ms since the epoch, shared by all workers.
@@ -109,51 +132,16 @@ pub fn now_ms() -> u64 {
     (tp.sec as u64) * 1000 + tp.msec as u64
 }
 
-fn node_key(hash: &TokenHash) -> usize {
-    usize::from_le_bytes(hash[..size_of::<usize>()].try_into().unwrap_or_default())
-}
-
-/// # Safety
-/// `node` must be the `node` field of an [`Entry`].
-unsafe fn entry_of_node(node: *mut ngx_rbtree_node_t) -> *mut Entry {
-    node.byte_sub(offset_of!(Entry, node)).cast()
+fn bucket_of(hash: &TokenHash, mask: usize) -> usize {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    (u64::from_le_bytes(first) as usize) & mask
 }
 
 /// # Safety
 /// `q` must be the `lru` field of an [`Entry`].
 unsafe fn entry_of_lru(q: *mut ngx_queue_t) -> *mut Entry {
     q.byte_sub(offset_of!(Entry, lru)).cast()
-}
-
-/// Red-black tree insertion ordered by (key, full hash).
-unsafe extern "C" fn insert_entry(
-    mut temp: *mut ngx_rbtree_node_t,
-    node: *mut ngx_rbtree_node_t,
-    sentinel: *mut ngx_rbtree_node_t,
-) {
-    // SAFETY: NGINX passes nodes of this tree, all embedded in entries.
-    let hash = &(*entry_of_node(node)).hash;
-    loop {
-        let go_left = match (*node).key.cmp(&(*temp).key) {
-            core::cmp::Ordering::Less => true,
-            core::cmp::Ordering::Greater => false,
-            core::cmp::Ordering::Equal => hash < &(*entry_of_node(temp)).hash,
-        };
-        let next = if go_left {
-            &mut (*temp).left
-        } else {
-            &mut (*temp).right
-        };
-        if *next == sentinel {
-            *next = node;
-            break;
-        }
-        temp = *next;
-    }
-    (*node).parent = temp;
-    (*node).left = sentinel;
-    (*node).right = sentinel;
-    nginx_sys::ngx_rbt_red(node);
 }
 
 /// A handle on an initialized zone, valid in a worker for its lifetime.
@@ -181,16 +169,23 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_v
     };
     let _locked = MutexGuard::lock(pool);
     let header = ngx_slab_alloc_locked(shpool, size_of::<ZoneHeader>()).cast::<ZoneHeader>();
+    // The slab aligns small allocations to their power-of-two size; the
+    // header needs 64 for the counters.
     if header.is_null() {
         return NGX_ERROR as ngx_int_t;
     }
     ptr::write_bytes(header, 0, 1);
+    let zone_bytes = (*shm_zone).shm.size;
+    let nbuckets = (zone_bytes / BYTES_PER_BUCKET).next_power_of_two().max(64);
+    let buckets =
+        ngx_slab_alloc_locked(shpool, nbuckets * size_of::<*mut Entry>()).cast::<*mut Entry>();
+    if buckets.is_null() {
+        return NGX_ERROR as ngx_int_t;
+    }
+    ptr::write_bytes(buckets, 0, nbuckets);
+    (*header).buckets = buckets;
+    (*header).bucket_mask = nbuckets - 1;
     (*header).magic = MAGIC;
-    ngx_rbtree_init(
-        &mut (*header).rbtree,
-        &mut (*header).sentinel,
-        Some(insert_entry),
-    );
     ngx_queue_init(&mut (*header).lru);
     (*shpool).data = header.cast();
     // Allocation failures are handled by eviction: don't log them as crit.
@@ -215,6 +210,12 @@ impl Drop for MutexGuard {
         // SAFETY: locked in `lock` by this guard.
         unsafe { ngx_shmtx_unlock(&mut (*self.0.as_ptr()).mutex) };
     }
+}
+
+/// This worker's counter slot.
+fn stat_slot() -> usize {
+    // SAFETY: ngx_worker is set once when the worker starts.
+    unsafe { nginx_sys::ngx_worker % STAT_SLOTS }
 }
 
 struct Locked<'a> {
@@ -269,16 +270,16 @@ impl Zone {
                 z.touch(e);
                 return match entry.kind {
                     EntryKind::Jwt => {
-                        z.h.stats.hits += 1;
+                        z.stats().hits += 1;
                         // SAFETY: live entry; its JWT bytes follow the header.
                         Lookup::Jwt(on_hit(unsafe { entry_jwt(e) }))
                     }
                     EntryKind::Inactive => {
-                        z.h.stats.negative_hits += 1;
+                        z.stats().negative_hits += 1;
                         Lookup::Inactive
                     }
                     EntryKind::Pending => {
-                        z.h.stats.waits += 1;
+                        z.stats().waits += 1;
                         Lookup::Wait
                     }
                 };
@@ -287,11 +288,11 @@ impl Zone {
             z.remove(e);
         }
         if expired {
-            z.h.stats.expired += 1;
+            z.stats().expired += 1;
         } else {
-            z.h.stats.misses += 1;
+            z.stats().misses += 1;
         }
-        z.h.stats.introspections += 1;
+        z.stats().introspections += 1;
         z.insert(hash, EntryKind::Pending, b"", now + lock_ms);
         Lookup::Lead { expired }
     }
@@ -313,7 +314,7 @@ impl Zone {
         if ttl_ms == 0 {
             return true;
         }
-        z.h.stats.stores += 1;
+        z.stats().stores += 1;
         z.insert(hash, kind, jwt, now + ttl_ms)
     }
 
@@ -334,7 +335,7 @@ impl Zone {
         match z.find(hash) {
             Some(e) => {
                 z.remove(e);
-                z.h.stats.purges += 1;
+                z.stats().purges += 1;
                 true
             }
             None => false,
@@ -349,7 +350,7 @@ impl Zone {
             z.remove(e);
             n += 1;
         }
-        z.h.stats.purges += n;
+        z.stats().purges += n;
         n
     }
 
@@ -364,7 +365,10 @@ impl Zone {
         Snapshot {
             entries: z.h.entries,
             entry_bytes: z.h.bytes,
-            stats: z.h.stats,
+            stats: z.h.stats.iter().fold(Stats::default(), |mut sum, s| {
+                sum.add(s);
+                sum
+            }),
             zone_bytes_used: total.saturating_sub(free) as u64,
             zone_bytes_free: free as u64,
         }
@@ -399,20 +403,24 @@ unsafe fn entry_jwt<'a>(e: NonNull<Entry>) -> &'a [u8] {
 }
 
 impl Locked<'_> {
+    fn stats(&mut self) -> &mut Stats {
+        &mut self.h.stats[stat_slot()]
+    }
+
+    fn bucket(&mut self, hash: &TokenHash) -> *mut *mut Entry {
+        // SAFETY: the index is masked to the table's size.
+        unsafe { self.h.buckets.add(bucket_of(hash, self.h.bucket_mask)) }
+    }
+
     fn find(&mut self, hash: &TokenHash) -> Option<NonNull<Entry>> {
-        let key = node_key(hash);
-        let sentinel = self.h.rbtree.sentinel;
-        let mut node = self.h.rbtree.root;
-        // SAFETY: tree nodes are entries of this zone, read under the lock.
+        // SAFETY: chains link live entries of this zone, read under the lock.
         unsafe {
-            while node != sentinel {
-                let entry = entry_of_node(node);
-                let ord = key.cmp(&(*node).key).then_with(|| hash.cmp(&(*entry).hash));
-                node = match ord {
-                    core::cmp::Ordering::Less => (*node).left,
-                    core::cmp::Ordering::Greater => (*node).right,
-                    core::cmp::Ordering::Equal => return NonNull::new(entry),
-                };
+            let mut e = *self.bucket(hash);
+            while let Some(entry) = e.as_ref() {
+                if entry.hash == *hash {
+                    return NonNull::new(e);
+                }
+                e = entry.next;
             }
         }
         None
@@ -421,7 +429,11 @@ impl Locked<'_> {
     fn touch(&mut self, e: NonNull<Entry>) {
         // SAFETY: live entry, queue manipulated under the lock.
         unsafe {
-            ngx_queue_remove(&mut (*e.as_ptr()).lru);
+            let lru: *mut ngx_queue_t = &mut (*e.as_ptr()).lru;
+            if self.h.lru.next == lru {
+                return; // already the most recent: no shared writes
+            }
+            ngx_queue_remove(lru);
             ngx_queue_insert_after(&mut self.h.lru, &mut (*e.as_ptr()).lru);
         }
     }
@@ -443,7 +455,13 @@ impl Locked<'_> {
         unsafe {
             let entry = e.as_ptr();
             ngx_queue_remove(&mut (*entry).lru);
-            ngx_rbtree_delete(&mut self.h.rbtree, &mut (*entry).node);
+            let mut link = self.bucket(&(*entry).hash);
+            while !(*link).is_null() && *link != entry {
+                link = &mut (**link).next;
+            }
+            if *link == entry {
+                *link = (*entry).next;
+            }
             self.h.entries -= 1;
             self.h.bytes -= (size_of::<Entry>() + (*entry).jwt_len as usize) as u64;
             ngx_slab_free_locked(self.pool, entry.cast());
@@ -468,7 +486,7 @@ impl Locked<'_> {
             }
             let victim = self.oldest()?;
             self.remove(victim);
-            self.h.stats.evictions += 1;
+            self.stats().evictions += 1;
         }
     }
 
@@ -485,7 +503,6 @@ impl Locked<'_> {
             let entry = e.as_ptr();
             ptr::write_bytes(entry.cast::<u8>(), 0, size_of::<Entry>());
             (*entry).hash = *hash;
-            (*entry).node.key = node_key(hash);
             (*entry).expires_ms = expires_ms;
             (*entry).kind = kind;
             (*entry).jwt_len = jwt_len;
@@ -494,7 +511,9 @@ impl Locked<'_> {
                 entry.cast::<u8>().add(size_of::<Entry>()),
                 jwt.len(),
             );
-            ngx_rbtree_insert(&mut self.h.rbtree, &mut (*entry).node);
+            let bucket = self.bucket(hash);
+            (*entry).next = *bucket;
+            *bucket = entry;
             ngx_queue_insert_after(&mut self.h.lru, &mut (*entry).lru);
         }
         self.h.entries += 1;
