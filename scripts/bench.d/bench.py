@@ -205,6 +205,17 @@ def ratio(a, b):
     return None if not a or not b else a / b
 
 
+def cpu_us(r):
+    """nginx worker CPU time per request (µs), or None."""
+    if not r or not r.get("requests") or r.get("cpu_ticks") is None:
+        return None
+    return r["cpu_ticks"] / r.get("clk_tck", 100) * 1e6 / r["requests"]
+
+
+def fmt_us(v):
+    return "n/a" if v is None else f"{v:.1f} µs"
+
+
 def report(d):
     meta = load(d, "meta.json")
     out = []
@@ -226,18 +237,24 @@ def report(d):
         ("e", "stock `auth_request` + `proxy_cache` introspection (gating only¹), no module²"),
     ]
     base = load(d, "row-a.json")
-    w("| row | configuration | req/s | p50 | p99 | non-2xx | socket errors | req/s vs (a) |")
-    w("|---|---|---:|---:|---:|---:|---:|---:|")
+    w("| row | configuration | req/s | p50 | p99 | non-2xx | socket errors | req/s vs (a) | nginx CPU / request |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     res = {}
     for key, desc in rows:
         r = load(d, f"row-{key}.json")
         res[key] = r
         if r is None:
-            w(f"| ({key}) | {desc} | failed | | | | | |")
+            w(f"| ({key}) | {desc} | failed | | | | | | |")
             continue
         rt = ratio(r["rps"], base and base["rps"])
         w(f"| ({key}) | {desc} | {fmt_rps(r['rps'])} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} "
-          f"| {r['non2xx']} | {r['socket_errors']} | {'n/a' if rt is None else f'{rt:.2f}'} |")
+          f"| {r['non2xx']} | {r['socket_errors']} | {'n/a' if rt is None else f'{rt:.2f}'} "
+          f"| {fmt_us(cpu_us(r))} |")
+    w("")
+    w("nginx CPU / request: user + system time of the nginx workers during the "
+      "measured run divided by the requests served. On this 2-CPU machine wrk and "
+      "the demo servers share the CPUs with nginx, so throughput saturates near row "
+      "(a) for every cheap configuration; the CPU column shows the gateway's own work.")
     w("")
     notes = {}
     for k, _ in rows:
@@ -249,9 +266,9 @@ def report(d):
       "(the demo AS returns it only in the body): row (e) measures the 200/401 gate with a "
       "cached introspection answer, less work than the phantom token exchange. Stock "
       "`auth_request` also treats the AS's `204` (inactive token) as success; a real setup "
-      "needs an adapter. All rows send the same `Authorization: Bearer <opaque>` header; "
-      "the echo API's response includes the request headers, so rows (b)-(d) return a "
-      "larger body (the JWT).")
+      "needs an adapter. All rows send the same `Authorization: Bearer <opaque>` header "
+      "to `/api/static`, which the echo API answers with a fixed `{\"ok\":true}`: every row's "
+      "upstream answer costs the same (rows (b)-(d) forward a JWT instead of the opaque token).")
     w("² `objs-release/nginx` is not configured with `ngx_http_auth_request_module`; rows "
       "(a2) and (e) run the same NGINX source built with the same configure arguments plus "
       "`--with-http_auth_request_module` (target/bench-nginx/).")
@@ -338,6 +355,12 @@ def report(d):
       f"{'n/a' if r_bd is None else f'{r_bd:.2f}×'} | {ok(None if r_bd is None else r_bd >= 1.5)} |")
     w(f"| cache hit (b) ≥ 1.5× auth_request + proxy_cache (e) req/s | "
       f"{'n/a' if r_be is None else f'{r_be:.2f}×'} | {ok(None if r_be is None else r_be >= 1.5)} |")
+    ca, cb, cd, ce, ca2 = (cpu_us(res.get(k)) for k in ("a", "b", "d", "e", "a2"))
+    if None not in (ca, cb, cd, ce, ca2):
+        ob, od, oe = cb - ca, cd - ca, ce - ca2
+        w(f"| (supporting) gateway work over plain proxy, nginx CPU / request: (b) {ob:.1f} µs, "
+          f"(d) {od:.1f} µs, (e) {oe:.1f} µs | (d)/(b) {od / ob if ob > 0 else float('inf'):.1f}×, "
+          f"(e)/(b) {oe / ob if ob > 0 else float('inf'):.1f}× | – |")
     w(f"| 100k-token hit p50 within 20% of 1k (raw wrk p50, client cost included) | "
       f"{'n/a' if p50r is None else f'{p50r:.2f}×'} | {ok(None if p50r is None else p50r <= 1.2)} |")
     w(f"| same, module cost per request only (control subtracted) | "

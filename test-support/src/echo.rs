@@ -86,7 +86,9 @@ impl Shared {
 }
 
 /// An upstream server on `127.0.0.1` answering every request (any method,
-/// any path) with `200 application/json` describing it ([`EchoResponse`]).
+/// any path) with `200 application/json` describing it ([`EchoResponse`]);
+/// paths ending in `/static` get a fixed `{"ok":true}` instead (not recorded),
+/// a cheap upstream for benchmarks.
 ///
 /// Supports `Content-Length` and chunked request bodies, HTTP/1.0 and
 /// HTTP/1.1 keep-alive. Dropping it stops accepting connections.
@@ -174,6 +176,24 @@ async fn handle_connection(shared: Arc<Shared>, stream: TcpStream) {
             }
         };
         let keep_alive = req.keep_alive();
+        if req
+            .target
+            .split('?')
+            .next()
+            .is_some_and(|p| p.ends_with("/static"))
+        {
+            // A fixed, cheap answer (not recorded): the upstream of benchmarks.
+            let headers = [("Content-Type", "application/json".to_string())];
+            if conn
+                .write(&http::response(200, &headers, b"{\"ok\":true}", keep_alive))
+                .await
+                .is_err()
+                || !keep_alive
+            {
+                return;
+            }
+            continue;
+        }
         let echo = EchoResponse::from_request(&req);
         let body = serde_json::to_vec(&echo).expect("serialize echo");
         shared.lock().push(echo);
