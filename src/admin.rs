@@ -22,7 +22,7 @@ use nginx_sys::{
 };
 use ngx::http::HttpModuleLocationConf;
 
-use crate::cache::{jwt_exp, jwt_ttl_ms, token_hash, CacheControl};
+use crate::cache::{jwt_ttl_ms, token_hash, CacheControl};
 use crate::conf::LocationConf;
 use crate::ffi_guard::guard;
 use crate::jwt::check_compact_jwt;
@@ -174,16 +174,19 @@ pub fn command(zone: Zone, conf: &LocationConf, body: &[u8], now: u64) -> (usize
                     None => return bad_request("\"ttl\" must be a non-negative integer (seconds)"),
                 },
             };
-            if jwt.len() > conf.max_jwt_size || check_compact_jwt(jwt.as_bytes()).is_err() {
+            let claims = (jwt.len() <= conf.max_jwt_size)
+                .then(|| check_compact_jwt(jwt.as_bytes()).ok())
+                .flatten();
+            let Some(claims) = claims else {
                 return bad_request(
                     "\"jwt\" is not a compact JWT within phantom_token_max_jwt_size",
                 );
-            }
+            };
             let cc = CacheControl {
                 max_age,
                 forbidden: false,
             };
-            let ttl = jwt_ttl_ms(now, cc, jwt_exp(jwt.as_bytes()), conf.cache_max_ttl as u64);
+            let ttl = jwt_ttl_ms(now, cc, claims.exp, conf.cache_max_ttl as u64);
             if ttl == 0 {
                 return bad_request("the JWT is expired or the ttl is 0");
             }

@@ -70,18 +70,6 @@ pub fn jwt_ttl_ms(now_ms: u64, cc: CacheControl, exp_secs: Option<u64>, max_ttl_
     ttl
 }
 
-/// The `exp` claim of a compact JWT (payload decoded, no signature check).
-pub fn jwt_exp(jwt: &[u8]) -> Option<u64> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine;
-    let payload = jwt.split(|&b| b == b'.').nth(1)?;
-    let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&json).ok()?;
-    let exp = claims.get("exp")?;
-    exp.as_u64()
-        .or_else(|| exp.as_f64().map(|f| f.max(0.0) as u64))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,19 +113,6 @@ mod tests {
         assert_eq!(jwt_ttl_ms(now, none, Some(now / 1000 - 1), 300_000), 0);
         assert_eq!(jwt_ttl_ms(now, cc("no-store"), None, 300_000), 0);
         assert_eq!(jwt_ttl_ms(now, age(0), None, 300_000), 0);
-    }
-
-    #[test]
-    fn reads_exp_claim() {
-        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        use base64::Engine;
-        let jwt = format!(
-            "e30.{}.sig",
-            URL_SAFE_NO_PAD.encode(r#"{"exp":1700000000}"#)
-        );
-        assert_eq!(jwt_exp(jwt.as_bytes()), Some(1_700_000_000));
-        let no_exp = format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(r#"{"sub":"a"}"#));
-        assert_eq!(jwt_exp(no_exp.as_bytes()), None);
     }
 
     #[test]

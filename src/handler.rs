@@ -11,7 +11,7 @@ use ngx::http::HttpModuleLocationConf;
 use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::bearer::{bearer_token, introspection_body, token_fingerprint};
-use crate::cache::{jwt_exp, jwt_ttl_ms, token_hash};
+use crate::cache::{jwt_ttl_ms, token_hash};
 use crate::conf::LocationConf;
 use crate::decision::{verdict, Verdict};
 use crate::ffi_guard::guard;
@@ -244,14 +244,15 @@ unsafe fn forward_jwt(
     if ctx.read_failed || ctx.rc != NGX_OK as ngx_int_t {
         return bad_gateway(format_args!("an incomplete response (rc: {})", ctx.rc));
     }
-    if let Err(e) = check_compact_jwt(&ctx.body) {
-        return bad_gateway(format_args!("{e}"));
-    }
+    let claims = match check_compact_jwt(&ctx.body) {
+        Ok(claims) => claims,
+        Err(e) => return bad_gateway(format_args!("{e}")),
+    };
     if let Some(lease) = lease {
         let ttl = jwt_ttl_ms(
             now_ms(),
             ctx.cache_control,
-            jwt_exp(&ctx.body),
+            claims.exp,
             conf.cache_max_ttl as u64,
         );
         lease.complete(EntryKind::Jwt, &ctx.body, ttl);

@@ -2,6 +2,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 /// Why an introspection answer cannot be forwarded as a JWT.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,10 +22,18 @@ impl core::fmt::Display for JwtShapeError {
     }
 }
 
+/// What the module reads from a well-formed JWT (for the cache TTL).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct JwtClaims {
+    /// The `exp` claim in seconds since the epoch, if it is a number.
+    pub exp: Option<u64>,
+}
+
 /// Accepts only a well-formed compact JWS (`header.payload.signature`,
-/// base64url without padding, header and payload JSON objects). The
-/// signature is not verified: the upstream API does that.
-pub fn check_compact_jwt(body: &[u8]) -> Result<(), JwtShapeError> {
+/// base64url without padding, header and payload JSON objects) and returns
+/// the claims the cache needs. The signature is not verified: the upstream
+/// API does that.
+pub fn check_compact_jwt(body: &[u8]) -> Result<JwtClaims, JwtShapeError> {
     if body.is_empty() {
         return Err(JwtShapeError::Empty);
     }
@@ -34,26 +43,92 @@ pub fn check_compact_jwt(body: &[u8]) -> Result<(), JwtShapeError> {
     else {
         return Err(JwtShapeError::Malformed);
     };
-    let is_b64url = |s: &[u8]| {
-        s.iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-    };
-    if header.is_empty() || payload.is_empty() || !is_b64url(signature) {
+    if header.is_empty() || payload.is_empty() || !is_base64url(signature) {
         return Err(JwtShapeError::Malformed);
     }
-    for segment in [header, payload] {
-        if !is_b64url(segment) {
-            return Err(JwtShapeError::Malformed);
-        }
+    // The decoder rejects any byte outside the base64url alphabet, padding
+    // included, so header and payload need no separate alphabet check.
+    let decode_object = |segment: &[u8]| {
         let json = URL_SAFE_NO_PAD
             .decode(segment)
             .map_err(|_| JwtShapeError::Malformed)?;
-        match serde_json::from_slice::<serde_json::Value>(&json) {
-            Ok(serde_json::Value::Object(_)) => {}
-            _ => return Err(JwtShapeError::Malformed),
+        serde_json::from_slice::<JsonObject>(&json).map_err(|_| JwtShapeError::Malformed)
+    };
+    decode_object(header)?;
+    let JsonObject { exp } = decode_object(payload)?;
+    Ok(JwtClaims { exp })
+}
+
+/// Whether every byte is in the base64url alphabet (`A-Z a-z 0-9 - _`).
+fn is_base64url(segment: &[u8]) -> bool {
+    const ALPHABET: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            let c = b as u8;
+            table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+            b += 1;
         }
+        table
+    };
+    segment.iter().all(|&b| ALPHABET[b as usize])
+}
+
+/// A JSON object, checked for syntax without building it: every member is
+/// skipped except `exp` (the last one wins, as in a parsed object).
+struct JsonObject {
+    exp: Option<u64>,
+}
+
+impl<'de> Deserialize<'de> for JsonObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = JsonObject;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonObject, A::Error> {
+                let mut exp = None;
+                while let Some(ExpKey(is_exp)) = map.next_key()? {
+                    if is_exp {
+                        exp = numeric_date(&map.next_value::<serde_json::Value>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(JsonObject { exp })
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
     }
-    Ok(())
+}
+
+/// An object key, remembered only as "is it `exp`".
+struct ExpKey(bool);
+
+impl<'de> Deserialize<'de> for ExpKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = ExpKey;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<ExpKey, E> {
+                Ok(ExpKey(key == "exp"))
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// A JWT NumericDate as whole seconds (fractions cut, negatives as 0);
+/// `None` when the claim is not a number.
+fn numeric_date(value: &serde_json::Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_f64().map(|f| f.max(0.0) as u64))
 }
 
 #[cfg(test)]
@@ -74,7 +149,42 @@ mod tests {
 
     #[test]
     fn accepts_compact_jwt() {
-        assert_eq!(check_compact_jwt(jwt().as_bytes()), Ok(()));
+        assert_eq!(
+            check_compact_jwt(jwt().as_bytes()),
+            Ok(JwtClaims { exp: None })
+        );
+    }
+
+    #[test]
+    fn reads_exp_claim() {
+        let claims =
+            |payload: &str| check_compact_jwt(format!("e30.{}.c2ln", b64(payload)).as_bytes());
+        assert_eq!(
+            claims(r#"{"exp":1700000000}"#),
+            Ok(JwtClaims {
+                exp: Some(1_700_000_000)
+            })
+        );
+        assert_eq!(
+            claims(r#"{"exp":1700000000.9}"#),
+            Ok(JwtClaims {
+                exp: Some(1_700_000_000)
+            })
+        );
+        assert_eq!(claims(r#"{"exp":-5}"#), Ok(JwtClaims { exp: Some(0) }));
+        assert_eq!(
+            claims(r#"{"sub":"a","exp":"soon"}"#),
+            Ok(JwtClaims { exp: None })
+        );
+        assert_eq!(
+            claims(r#"{"exp":1,"e\u0078p":2}"#),
+            Ok(JwtClaims { exp: Some(2) })
+        );
+        assert_eq!(
+            claims(r#"{"sub":{"exp":3},"x":[1,{"exp":4}]}"#),
+            Ok(JwtClaims { exp: None })
+        );
+        assert_eq!(claims(r#"{"sub":"a"}"#), Ok(JwtClaims { exp: None }));
     }
 
     #[test]
@@ -90,6 +200,9 @@ mod tests {
         let four_parts = format!("{}.x", jwt());
         let not_json = format!("{}.{}.c2ln", b64("nope"), b64("{}"));
         let array_payload = format!("{}.{}.c2ln", b64("{}"), b64("[1]"));
+        let array_header = format!("{}.{}.c2ln", b64("[]"), b64("{}"));
+        let trailing_json = format!("{}.{}.c2ln", b64("{}"), b64("{} {}"));
+        let broken_member = format!("{}.{}.c2ln", b64("{}"), b64(r#"{"a":tru}"#));
         for body in [
             "garbage",
             "{\"active\":true}",
@@ -99,6 +212,14 @@ mod tests {
             four_parts.as_str(),
             not_json.as_str(),
             array_payload.as_str(),
+            array_header.as_str(),
+            trailing_json.as_str(),
+            broken_member.as_str(),
+            "e30=.e30.c2ln",
+            "e30.e3/9.c2ln",
+            "e30.e3+9.c2ln",
+            "e30.e30.c2ln=",
+            "e30.e30.c2+n",
             "..",
         ] {
             assert_eq!(
