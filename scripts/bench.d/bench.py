@@ -17,6 +17,10 @@ Subcommands:
   get KEY                         print field KEY of the JSON object on stdin
   wrk LABEL                       parse wrk --latency output on stdin, print
                                   one JSON result line
+  aggregate RESULTS_DIR NAME      combine NAME.r1.json, NAME.r2.json, ... (one
+                                  per round) into NAME.json: medians of req/s
+                                  and latencies, per-round lists, summed
+                                  requests, errors and CPU ticks
   report RESULTS_DIR              print the markdown tables
 """
 
@@ -26,6 +30,7 @@ import json
 import os
 import re
 import socket
+import statistics
 import sys
 import threading
 import time
@@ -183,6 +188,46 @@ def parse_wrk(label, text):
     return res
 
 
+def aggregate(d, name):
+    rounds = []
+    while (r := load(d, f"{name}.r{len(rounds) + 1}.json")) is not None:
+        rounds.append(r)
+    if not rounds:
+        sys.exit(f"no rounds for {name}")
+
+    def median(field):
+        xs = [r[field] for r in rounds if r.get(field) is not None]
+        return statistics.median(xs) if xs else None
+
+    res = {
+        "label": name, "rounds": len(rounds),
+        "rps": median("rps"), "p50": median("p50"), "p99": median("p99"),
+        "rps_rounds": [r.get("rps") for r in rounds],
+        "p50_rounds": [r.get("p50") for r in rounds],
+        "non2xx": sum(r.get("non2xx", 0) for r in rounds),
+        "socket_errors": sum(r.get("socket_errors", 0) for r in rounds),
+        "requests": sum(r.get("requests") or 0 for r in rounds),
+        "cpu_ticks": sum(r.get("cpu_ticks") or 0 for r in rounds),
+        "clk_tck": rounds[0].get("clk_tck", 100),
+    }
+    with open(os.path.join(d, f"{name}.json"), "w") as f:
+        json.dump(res, f)
+
+
+def paired(x, y, field="rps_rounds"):
+    """Median over rounds of x/y, each round's two runs taken minutes apart
+    at most: the machine's drift cancels out of every ratio."""
+    if not x or not y:
+        return None
+    rs = [a / b for a, b in zip(x.get(field, []), y.get(field, [])) if a and b]
+    return statistics.median(rs) if rs else None
+
+
+def spread(r):
+    xs = [v for v in (r or {}).get("rps_rounds", []) if v]
+    return f"{min(xs):,.0f}–{max(xs):,.0f}" if xs else "n/a"
+
+
 def load(d, name):
     p = os.path.join(d, name)
     if not os.path.exists(p):
@@ -226,10 +271,13 @@ def report(d):
       f"{meta.get('load_after', 'n/a')}  ")
     w(f"NGINX: {meta['nginx']} (objs-release, `worker_processes 2`), "
       f"wrk {meta['wrk']}: `-t{meta['threads']} -c{meta['conns']} -d{meta['duration']} --latency`, "
-      f"loopback; upstreams via `keepalive` pools")
+      f"loopback; upstreams via `keepalive` pools; {meta.get('rounds', 1)} rounds, every "
+      f"configuration once per round (rotating order): req/s, p50 and p99 are medians over "
+      f"the rounds, ratios are medians of the per-round ratios")
     w("")
     rows = [
         ("a", "plain `proxy_pass` to the echo API, no auth (stock NGINX)"),
+        ("aj", "plain `proxy_pass` that sends the AS's JWT upstream itself (`proxy_set_header Authorization`), no module³"),
         ("b", "module + built-in cache (`phantom_token_cache`), all hits"),
         ("c", "module, no cache: every request introspected at the AS"),
         ("d", "module + `proxy_cache` on the introspection location (C module's setup), hits"),
@@ -237,17 +285,17 @@ def report(d):
         ("e", "stock `auth_request` + `proxy_cache` introspection (gating only¹), no module²"),
     ]
     base = load(d, "row-a.json")
-    w("| row | configuration | req/s | p50 | p99 | non-2xx | socket errors | req/s vs (a) | nginx CPU / request |")
-    w("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    w("| row | configuration | req/s | req/s, all rounds | p50 | p99 | non-2xx | socket errors | req/s vs (a) | nginx CPU / request |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     res = {}
     for key, desc in rows:
         r = load(d, f"row-{key}.json")
         res[key] = r
         if r is None:
-            w(f"| ({key}) | {desc} | failed | | | | | | |")
+            w(f"| ({key}) | {desc} | failed | | | | | | | |")
             continue
-        rt = ratio(r["rps"], base and base["rps"])
-        w(f"| ({key}) | {desc} | {fmt_rps(r['rps'])} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} "
+        rt = paired(r, base)
+        w(f"| ({key}) | {desc} | {fmt_rps(r['rps'])} | {spread(r)} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} "
           f"| {r['non2xx']} | {r['socket_errors']} | {'n/a' if rt is None else f'{rt:.2f}'} "
           f"| {fmt_us(cpu_us(r))} |")
     w("")
@@ -272,6 +320,10 @@ def report(d):
     w("² `objs-release/nginx` is not configured with `ngx_http_auth_request_module`; rows "
       "(a2) and (e) run the same NGINX source built with the same configure arguments plus "
       "`--with-http_auth_request_module` (target/bench-nginx/).")
+    w("³ Row (aj) is a control, not an alternative: the upstream request carries the same "
+      "~630-byte JWT as in rows (b)-(d) (the client still sends the opaque token), so (b) vs "
+      "(aj) is the module's own cost, and (aj) vs (a) the cost of the bigger upstream request "
+      "that the phantom token pattern implies.")
     for k, _ in rows:
         if k not in notes:
             continue
@@ -280,24 +332,25 @@ def report(d):
 
     s1, s100 = load(d, "hit-1k.json"), load(d, "hit-100k.json")
     c1, c100 = load(d, "plain-1k.json"), load(d, "plain-100k.json")
-    w("Cache-hit latency vs number of cached tokens (row (b) config, zone 256m, a random "
-      "cached token per request via a wrk Lua `request()`; the control rows send the same "
-      "requests to a plain `proxy_pass` location of the same nginx, measuring the "
-      "client-side cost of the random pick):")
+    w("Cache-hit latency vs number of cached tokens (row (b) config in one nginx with two "
+      "zones, `small` (32m) and `large` (256m), each holding its token set; a random cached "
+      "token per request via a wrk Lua `request()`; the four series alternate in every "
+      "round; the control rows send the same requests to a plain `proxy_pass` location of "
+      "the same nginx, measuring the client-side cost of the random pick):")
     w("")
-    w("| cached tokens | location | req/s | p50 | p99 | non-2xx | socket errors | cache misses during run |")
-    w("|---:|---|---:|---:|---:|---:|---:|---:|")
+    w("| cached tokens | location | req/s | req/s, all rounds | p50 | p99 | non-2xx | socket errors | cache misses during run |")
+    w("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r, what in ((c1, "control: plain proxy"), (s1, "module, cache hits"),
                     (c100, "control: plain proxy"), (s100, "module, cache hits")):
         if r is None:
-            w(f"| | {what} | failed | | | | | |")
+            w(f"| | {what} | failed | | | | | | |")
             continue
         misses = r.get("misses", "n/a") if "hits" in what else "–"
-        w(f"| {r.get('count', 0):,} | {what} | {fmt_rps(r['rps'])} | {fmt_ms(r['p50'])} "
+        w(f"| {r.get('count', 0):,} | {what} | {fmt_rps(r['rps'])} | {spread(r)} | {fmt_ms(r['p50'])} "
           f"| {fmt_ms(r['p99'])} | {r['non2xx']} | {r['socket_errors']} | {misses} |")
-    p50r = ratio(s100 and s100["p50"], s1 and s1["p50"])
+    p50r = paired(s100, s1, "p50_rounds")
     p99r = ratio(s100 and s100["p99"], s1 and s1["p99"])
-    cp50r = ratio(c100 and c100["p50"], c1 and c1["p50"])
+    cp50r = paired(c100, c1, "p50_rounds")
 
     def module_us(hit, ctl):
         if not hit or not ctl or not hit["rps"] or not ctl["rps"]:
@@ -305,20 +358,21 @@ def report(d):
         return 1e6 / hit["rps"] - 1e6 / ctl["rps"]
 
     mu1, mu100 = module_us(s1, c1), module_us(s100, c100)
-    mur = ratio(mu100, mu1) if mu1 and mu1 > 0 and mu100 is not None else None
+    mur = ratio(mu100, mu1) if mu1 and mu1 > 0 and mu100 is not None else None  # noisy: a difference of reciprocals
     if p50r:
         w("")
         w(f"- cache hits, p50 ratio {s100.get('count', 0):,} / {s1.get('count', 0):,} tokens: "
-          f"**{p50r:.2f}** (p99 {p99r:.2f}, req/s {ratio(s100['rps'], s1['rps']):.2f}); "
+          f"**{p50r:.2f}** (p99 {p99r:.2f}, req/s {paired(s100, s1):.2f}); "
           f"control p50 ratio: {'n/a' if cp50r is None else f'{cp50r:.2f}'}.")
     if mu1 is not None and mu100 is not None:
         w(f"- module cost per request (1/req/s of the hit row minus the control row, saturated "
           f"machine): {mu1:.1f} µs with {s1.get('count', 0):,} tokens, {mu100:.1f} µs with "
           f"{s100.get('count', 0):,} (ratio {'n/a: below the noise' if mur is None else f'{mur:.2f}'}).")
     if s100:
-        w(f"- warming the tokens beyond the first {s1.get('count', 0) if s1 else 0:,} through the "
-          f"admin API (python client, 4 keep-alive connections) took {s100.get('warm_s', 0):.1f} s; "
-          f"zone entries during the run: {s100.get('entries', 'n/a'):,}.")
+        w(f"- warming {s100.get('count', 0):,} tokens through the admin API (python client, "
+          f"4 keep-alive connections) took {s100.get('warm_s', 0):.1f} s; zone entries during "
+          f"the run: {s1.get('entries', 'n/a') if s1 else 'n/a':,} (small zone), "
+          f"{s100.get('entries', 'n/a'):,} (large zone).")
     w("")
 
     m1k = load(d, "mem-1024.json") or {}
@@ -342,9 +396,8 @@ def report(d):
         return "n/a" if v is None else ("**met**" if v else "**not met**")
 
     b, a, dd, e = (res.get(k) for k in "bade")
-    r_ba = ratio(b and b["rps"], a and a["rps"])
-    r_bd = ratio(b and b["rps"], dd and dd["rps"])
-    r_be = ratio(b and b["rps"], e and e["rps"])
+    r_ba, r_bd, r_be = paired(b, a), paired(b, dd), paired(b, e)
+    r_baj, r_aja = paired(b, res.get("aj")), paired(res.get("aj"), a)
     w("Targets:")
     w("")
     w("| target | measured | result |")
@@ -355,6 +408,9 @@ def report(d):
       f"{'n/a' if r_bd is None else f'{r_bd:.2f}×'} | {ok(None if r_bd is None else r_bd >= 1.5)} |")
     w(f"| cache hit (b) ≥ 1.5× auth_request + proxy_cache (e) req/s | "
       f"{'n/a' if r_be is None else f'{r_be:.2f}×'} | {ok(None if r_be is None else r_be >= 1.5)} |")
+    if r_baj is not None and r_aja is not None:
+        w(f"| (supporting) cache hit (b) vs the same-bytes control (aj); (aj) vs (a) | "
+          f"{r_baj * 100:.1f}%; {r_aja * 100:.1f}% | – |")
     ca, cb, cd, ce, ca2 = (cpu_us(res.get(k)) for k in ("a", "b", "d", "e", "a2"))
     if None not in (ca, cb, cd, ce, ca2):
         ob, od, oe = cb - ca, cd - ca, ce - ca2
@@ -363,8 +419,6 @@ def report(d):
           f"(e)/(b) {oe / ob if ob > 0 else float('inf'):.1f}× | – |")
     w(f"| 100k-token hit p50 within 20% of 1k (raw wrk p50, client cost included) | "
       f"{'n/a' if p50r is None else f'{p50r:.2f}×'} | {ok(None if p50r is None else p50r <= 1.2)} |")
-    w(f"| same, module cost per request only (control subtracted) | "
-      f"{'n/a' if mur is None else f'{mur:.2f}×'} | {ok(None if mur is None else mur <= 1.2)} |")
     logs = meta.get("log_issues", [])
     w("")
     if logs:
@@ -406,6 +460,8 @@ def main():
         print(json.dumps(stats(int(args[0]), args[1])))
     elif cmd == "wrk":
         print(json.dumps(parse_wrk(args[0], sys.stdin.read())))
+    elif cmd == "aggregate":
+        aggregate(args[0], args[1])
     elif cmd == "merge":
         # merge FILE key=value...: add numeric/string fields to a JSON object file
         with open(args[0]) as f:
