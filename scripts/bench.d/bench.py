@@ -269,7 +269,8 @@ def report(d):
     w(f"Machine: {meta['nproc']} CPUs, {meta['cpu']}, Linux {meta['kernel']}; "
       f"load average before the run: {meta.get('load_before', 'n/a')}, after: "
       f"{meta.get('load_after', 'n/a')}  ")
-    w(f"NGINX: {meta['nginx']} (objs-release, `worker_processes 2`), "
+    w(f"NGINX: {meta['nginx']} (objs-release); CPUs: {meta.get('layout', '`worker_processes 2`')}  ")
+    w(f"Load: "
       f"wrk {meta['wrk']}: `-t{meta['threads']} -c{meta['conns']} -d{meta['duration']} --latency`, "
       f"loopback; upstreams via `keepalive` pools; {meta.get('rounds', 1)} rounds, every "
       f"configuration once per round (rotating order): req/s, p50 and p99 are medians over "
@@ -300,9 +301,10 @@ def report(d):
           f"| {fmt_us(cpu_us(r))} |")
     w("")
     w("nginx CPU / request: user + system time of the nginx workers during the "
-      "measured run divided by the requests served. On this 2-CPU machine wrk and "
-      "the demo servers share the CPUs with nginx, so throughput saturates near row "
-      "(a) for every cheap configuration; the CPU column shows the gateway's own work.")
+      "measured runs divided by the requests served: the gateway's own work, whatever "
+      "else runs on the machine. When wrk and the demo servers share the CPUs with nginx, "
+      "throughput saturates near row (a) for every cheap configuration and ratios are "
+      "compressed towards 1.")
     w("")
     notes = {}
     for k, _ in rows:
