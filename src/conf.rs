@@ -3,7 +3,6 @@
 //! Directive handlers live in [`directives`]; merge logic sits next to the
 //! struct, as in NGINX's own modules.
 
-pub mod cache;
 pub mod directives;
 
 use nginx_sys::{ngx_array_t, ngx_flag_t, ngx_msec_t, ngx_shm_zone_t, ngx_str_t, NGX_CONF_UNSET};
@@ -56,6 +55,11 @@ pub struct LocationConf {
     pub admin_zone: *mut ngx_shm_zone_t,
     /// `phantom_token_cache_admin` was given in this location.
     pub admin: bool,
+    /// Identity of the authorization server this location introspects at
+    /// (server block, endpoint, client credential), part of every cache
+    /// key: locations sharing a zone never share answers of different
+    /// authorization servers. Computed at merge time.
+    pub endpoint_id: u64,
 }
 
 impl Default for LocationConf {
@@ -76,6 +80,7 @@ impl Default for LocationConf {
             cache_lock_timeout: UNSET_MSEC,
             admin_zone: core::ptr::null_mut(),
             admin: false,
+            endpoint_id: 0,
         }
     }
 }
@@ -99,10 +104,10 @@ fn merge_msec(conf: &mut ngx_msec_t, prev: ngx_msec_t, default: ngx_msec_t) {
 
 impl LocationConf {
     /// The cache zone used in this location, if any.
-    pub fn cache(&self) -> Option<crate::state::zone::Zone> {
+    pub fn cache(&self) -> Option<crate::cache::zone::Zone> {
         // SAFETY: a non-null zone pointer comes from ngx_shared_memory_add
         // and was initialized before workers serve requests.
-        unsafe { crate::state::zone::Zone::from_shm_zone(self.cache_zone) }
+        unsafe { crate::cache::zone::Zone::from_shm_zone(self.cache_zone) }
     }
 
     /// Whether `phantom_token on` applies here.

@@ -6,22 +6,23 @@
 //! JWT) and forwards `Authorization: Bearer <jwt>` to the upstream API.
 //!
 //! Reading order: this file (registration) → [`conf`] (directives) →
-//! [`handler`] (access-phase decision table) → [`introspect`] (subrequest and
-//! response capture) → [`response`] (error answers).
+//! [`request`] (the journey of a client request: access-phase handler, its
+//! state, the subrequest, capturing its answer) → [`cache`] (the shared
+//! zone, TTL policy, admin API) → [`response`] (error answers). The
+//! behaviour is specified in `docs/behaviour.md`.
 #![allow(static_mut_refs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-pub mod admin;
 pub mod bearer;
+pub mod buffers;
 pub mod cache;
 pub mod conf;
 pub mod decision;
 mod ffi_guard;
-pub mod handler;
-pub mod introspect;
 pub mod jwt;
+pub mod request;
 pub mod response;
-pub mod state;
+pub mod time;
 pub mod variables;
 pub mod www_authenticate;
 
@@ -55,8 +56,8 @@ impl HttpModule for Module {
         if h.is_null() {
             return NGX_ERROR as ngx_int_t;
         }
-        *h = Some(handler::access_handler);
-        introspect::install_body_filter();
+        *h = Some(request::handler::access_handler);
+        request::capture::install_body_filter();
         NGX_OK as ngx_int_t
     }
 }
@@ -75,7 +76,7 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     create_srv_conf: None,
     merge_srv_conf: None,
     create_loc_conf: Some(Module::create_loc_conf),
-    merge_loc_conf: Some(conf::cache::merge_loc_conf),
+    merge_loc_conf: Some(cache::conf::merge_loc_conf),
 };
 
 ngx::ngx_modules!(ngx_curity_http_phantom_token_module);

@@ -10,7 +10,7 @@ use nginx_sys::{
 };
 
 use crate::ffi_guard::guard;
-use crate::introspect::note;
+use crate::request::state::note;
 
 static NAME: &[u8] = b"phantom_token_cache_status";
 

@@ -127,10 +127,46 @@ fn http2_requests_work() {
 
 #[test]
 fn rewrite_into_a_protected_location_introspects_once() {
+    // The rewrite runs before the access phase: the target location
+    // introspects (once).
     let gw = gateway("", r"rewrite ^/old/(.*)$ /api/$1 last;");
     let echoed = assert_forwarded(gw.get_bearer("/old/thing", &gw.token()));
     assert_eq!(echoed.uri, "/api/thing");
     assert!(echoed.bearer().unwrap().starts_with("ey"));
+    assert_eq!(gw.auth.introspection_count(), 1);
+}
+
+#[test]
+fn upstream_error_redirected_into_a_protected_location_keeps_the_jwt() {
+    // After the access phase: the upstream answers 404, error_page sends
+    // the request (Authorization already replaced by the JWT) into another
+    // protected location. The guard must keep the JWT, not introspect it.
+    let gw = gateway_custom(|auth, echo, port| {
+        format!(
+            r#"
+    server {{
+        listen 127.0.0.1:{port};
+        phantom_token on;
+        location /via-as {{
+            phantom_token_introspection_endpoint curity;
+            proxy_intercept_errors on;
+            error_page 404 = /api/after-404;
+            proxy_pass http://127.0.0.1:{as_port}/no-such-path;
+        }}
+        location /api {{
+            phantom_token_introspection_endpoint curity;
+            proxy_pass http://127.0.0.1:{echo};
+        }}
+        {curity}
+    }}"#,
+            as_port = auth.port(),
+            echo = echo.port(),
+            curity = curity_location(auth, "")
+        )
+    });
+    let echoed = assert_forwarded(gw.get_bearer("/via-as/x", &gw.token()));
+    assert_eq!(echoed.uri, "/api/after-404");
+    assert_eq!(gw.auth.decode_jwt(echoed.bearer().unwrap())["sub"], "alice");
     assert_eq!(gw.auth.introspection_count(), 1);
 }
 

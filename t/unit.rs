@@ -4,7 +4,9 @@
 
 #[path = "../src/bearer.rs"]
 mod bearer;
-#[path = "../src/cache.rs"]
+#[path = "../src/cache/command.rs"]
+mod command;
+#[path = "../src/cache/policy.rs"]
 mod cache;
 #[path = "../src/decision.rs"]
 mod decision;

@@ -14,7 +14,8 @@ use nginx_sys::{
 };
 use ngx::ngx_conf_log_error;
 
-use super::{cache, LocationConf};
+use super::LocationConf;
+use crate::cache::conf as cache;
 
 pub(crate) const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;

@@ -1,16 +1,5 @@
-//! Cache rules (pure logic): token keys, `Cache-Control` parsing and the TTL
-//! of an introspection result.
-
-use sha2::{Digest, Sha256};
-
-/// Key of a token in the shared zone: SHA-256 of the opaque token. The zone
-/// never holds the token itself.
-pub type TokenHash = [u8; 32];
-
-/// Hashes an opaque token for the zone.
-pub fn token_hash(token: &[u8]) -> TokenHash {
-    Sha256::digest(token).into()
-}
+//! Cache rules (pure logic): `Cache-Control` parsing and the TTL of an
+//! introspection result (`docs/behaviour.md`, "Built-in cache").
 
 /// What the authorization server's `Cache-Control` allows.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -113,11 +102,5 @@ mod tests {
         assert_eq!(jwt_ttl_ms(now, none, Some(now / 1000 - 1), 300_000), 0);
         assert_eq!(jwt_ttl_ms(now, cc("no-store"), None, 300_000), 0);
         assert_eq!(jwt_ttl_ms(now, age(0), None, 300_000), 0);
-    }
-
-    #[test]
-    fn hash_is_sha256() {
-        let h = token_hash(b"abc");
-        assert_eq!(&h[..4], &[0xba, 0x78, 0x16, 0xbf]);
     }
 }

@@ -1,4 +1,5 @@
-//! The access-phase handler: parity.md's decision table, row by row.
+//! The access-phase handler: the decision table of `docs/behaviour.md`,
+//! row by row, then the request's states ([`RequestState`]).
 
 use nginx_sys::{
     ngx_add_timer, ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading,
@@ -10,15 +11,17 @@ use nginx_sys::{
 use ngx::http::HttpModuleLocationConf;
 use ngx::{ngx_log_debug, ngx_log_error};
 
+use super::state::{self, Lease, RequestCtx, RequestState};
+use super::subrequest;
 use crate::bearer::{bearer_token, introspection_body, token_fingerprint};
-use crate::cache::{jwt_ttl_ms, token_hash};
+use crate::cache::policy::jwt_ttl_ms;
+use crate::cache::zone::{now_mono, CacheKey, EntryKind, Lookup, Poll};
 use crate::conf::LocationConf;
 use crate::decision::{verdict, Verdict};
 use crate::ffi_guard::guard;
-use crate::introspect::{self, Introspection};
 use crate::jwt::check_compact_jwt;
 use crate::response::send_error;
-use crate::state::zone::{now_ms, EntryKind, Lookup};
+use crate::time::now_wall_ms;
 use crate::Module;
 
 /// The access-phase entry point registered with NGINX.
@@ -60,7 +63,7 @@ macro_rules! log_own {
 
 /// Marks the request for `$phantom_token_cache_status`.
 unsafe fn set_cache_status(r: *mut ngx_http_request_t, status: &'static str) {
-    if let Some(note) = introspect::note_mut(r) {
+    if let Some(note) = state::note_mut(r) {
         note.cache_status = Some(status);
     }
 }
@@ -74,30 +77,29 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         debug!(r, "Module disabled");
         return NGX_DECLINED as ngx_int_t;
     }
-    if let Some(ctx) = introspect::context(r) {
-        if ctx.waiting {
-            // Woken up: look the token up again below.
-            ctx.waiting = false;
-        } else if !ctx.done {
-            return NGX_AGAIN as ngx_int_t;
-        } else {
-            return finish(r, conf, ctx);
-        }
-    } else if introspect::note(r).is_some_and(|n| n.authorized) {
+    if let Some(ctx) = state::context(r) {
+        return match ctx.state {
+            RequestState::Waiting { .. } => resume_waiting(r, conf, ctx),
+            // Woken before the subrequest ended: keep waiting for it.
+            RequestState::Introspecting { .. } => NGX_AGAIN as ngx_int_t,
+            RequestState::Done { .. } => finish(r, conf, ctx),
+        };
+    }
+    if state::note(r).is_some_and(|n| n.authorized) {
         debug!(r, "Token already introspected for this request");
         return NGX_OK as ngx_int_t;
     }
     if (*r).method == NGX_HTTP_OPTIONS as usize {
         return NGX_HTTP_NO_CONTENT as ngx_int_t;
     }
-    let Some(endpoint) = conf.endpoint() else {
+    if conf.endpoint().is_none() {
         log!(
             NGX_LOG_WARN,
             r,
             "Module not configured properly: missing introspection endpoint"
         );
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
-    };
+    }
     let Some(header) = (*r).headers_in.authorization.as_ref() else {
         debug!(r, "Authorization header not present");
         return send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize);
@@ -107,56 +109,91 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         return send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize);
     };
 
-    let mut lease = None;
-    match conf.cache() {
-        None => set_cache_status(r, "BYPASS"),
-        Some(zone) => {
-            let hash = token_hash(token);
-            let lookup = zone.begin(&hash, now_ms(), conf.cache_lock_timeout as u64, |jwt| {
-                bearer_value(r, jwt)
-            });
-            match lookup {
-                Lookup::Jwt(value) => {
-                    set_cache_status(r, "HIT");
-                    return use_jwt(r, conf, value);
-                }
-                Lookup::Inactive => {
-                    set_cache_status(r, "NEGATIVE");
-                    return send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize);
-                }
-                Lookup::Wait => return wait_for_leader(r, conf),
-                Lookup::Lead { expired } => {
-                    set_cache_status(r, if expired { "EXPIRED" } else { "MISS" });
-                    lease = Some((zone, hash));
-                }
+    let Some(zone) = conf.cache() else {
+        set_cache_status(r, "BYPASS");
+        return introspect(r, conf, token, None);
+    };
+    let key = CacheKey {
+        token: zone.token_digest(token),
+        endpoint: conf.endpoint_id,
+    };
+    let lookup = zone.begin(&key, now_mono(), conf.cache_lock_timeout as u64, |jwt| {
+        bearer_value(r, jwt)
+    });
+    match lookup {
+        Lookup::Jwt(value) => {
+            set_cache_status(r, "HIT");
+            use_jwt(r, conf, value)
+        }
+        Lookup::Inactive => {
+            set_cache_status(r, "NEGATIVE");
+            send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize)
+        }
+        Lookup::Wait { flight } => {
+            let waiting = RequestState::Waiting {
+                key,
+                flight,
+                deadline: now_mono() + conf.cache_lock_timeout as u64,
+                delay: FIRST_POLL_MS,
+            };
+            match state::set_context(r, waiting, conf.max_jwt_size) {
+                Some(ctx) => wait(r, ctx),
+                None => send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize),
             }
         }
+        Lookup::Lead { flight, expired } => {
+            set_cache_status(r, if expired { "EXPIRED" } else { "MISS" });
+            introspect(r, conf, token, Some(Lease::new(zone, key, flight)))
+        }
     }
+}
+
+/// Starts the introspection subrequest; `lease` settles the cache flight
+/// this request leads (if any).
+unsafe fn introspect(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    token: &[u8],
+    lease: Option<Lease>,
+) -> ngx_int_t {
+    let Some(endpoint) = conf.endpoint() else {
+        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+    };
     debug!(r, "Introspecting token {}", token_fingerprint(token));
+    let introspecting = RequestState::Introspecting { lease };
+    let Some(ctx) = state::set_context(r, introspecting, conf.max_jwt_size) else {
+        log_own!(NGX_LOG_ERR, r, "context allocation failed");
+        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+    };
     let body = introspection_body(token);
-    match introspect::start(r, conf, endpoint, body.as_bytes(), lease) {
+    match subrequest::start(r, ctx, conf, endpoint, body.as_bytes()) {
         Ok(()) => NGX_AGAIN as ngx_int_t,
         Err(e) => {
             log_own!(NGX_LOG_ERR, r, "{e}");
+            // Releases the flight (its waiters introspect by themselves).
+            ctx.state = RequestState::Done { lease: None };
             send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize)
         }
     }
 }
 
-/// How often a request waiting for another one's introspection of the same
-/// token looks at the cache again (bounded by `phantom_token_cache_lock_timeout`).
-const WAIT_POLL_MS: ngx_msec_t = 2;
+/// First delay between two looks at a running flight; it doubles up to
+/// [`MAX_POLL_MS`], so a slow authorization server does not turn waiting
+/// requests into a lock storm.
+const FIRST_POLL_MS: ngx_msec_t = 2;
+/// Longest delay between two looks at a running flight.
+const MAX_POLL_MS: ngx_msec_t = 32;
 
-/// Parks the request on a short timer (as `limit_req` delays requests); it
+/// Parks the request on a timer (as `limit_req` delays requests); it
 /// re-enters the access phase when the timer fires.
-unsafe fn wait_for_leader(r: *mut ngx_http_request_t, conf: &LocationConf) -> ngx_int_t {
-    let Some(ctx) = introspect::context_or_create(r, conf) else {
-        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+unsafe fn wait(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
+    let RequestState::Waiting { delay, .. } = &mut ctx.state else {
+        return NGX_AGAIN as ngx_int_t;
     };
-    ctx.waiting = true;
     let wev = (*(*r).connection).write;
     (*wev).set_delayed(1);
-    ngx_add_timer(wev, WAIT_POLL_MS);
+    ngx_add_timer(wev, *delay);
+    *delay = (*delay * 2).min(MAX_POLL_MS);
     (*r).read_event_handler = Some(ngx_http_test_reading);
     (*r).write_event_handler = Some(wake_up);
     NGX_AGAIN as ngx_int_t
@@ -180,14 +217,71 @@ unsafe extern "C" fn wake_up(r: *mut ngx_http_request_t) {
     ngx_http_core_run_phases(r);
 }
 
-/// Second call, after the subrequest finished: decide from its outcome.
+/// A waiting request looks at its flight again: the stored result, still
+/// running (wait more, until the request's deadline), or released
+/// (introspect by itself, at once).
+unsafe fn resume_waiting(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    ctx: &mut RequestCtx,
+) -> ngx_int_t {
+    let RequestState::Waiting {
+        key,
+        flight,
+        deadline,
+        ..
+    } = ctx.state
+    else {
+        return NGX_AGAIN as ngx_int_t;
+    };
+    let Some(zone) = conf.cache() else {
+        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+    };
+    let now = now_mono();
+    match zone.poll(&key, flight, now, |jwt| bearer_value(r, jwt)) {
+        Poll::Jwt(value) => {
+            set_cache_status(r, "HIT");
+            use_jwt(r, conf, value)
+        }
+        Poll::Inactive => {
+            set_cache_status(r, "NEGATIVE");
+            send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize)
+        }
+        Poll::Pending if now < deadline => wait(r, ctx),
+        Poll::Pending => {
+            zone.count_released();
+            introspect_alone(r, conf)
+        }
+        Poll::Released => introspect_alone(r, conf),
+    }
+}
+
+/// A waiting request that cannot get its flight's result introspects at
+/// once, outside any flight (its result is not stored).
+unsafe fn introspect_alone(r: *mut ngx_http_request_t, conf: &LocationConf) -> ngx_int_t {
+    set_cache_status(r, "MISS");
+    let header = (*r).headers_in.authorization.as_ref();
+    match header.and_then(|h| bearer_token(h.value.as_bytes())) {
+        Some(token) => introspect(r, conf, token, None),
+        None => send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize),
+    }
+}
+
+/// After the subrequest: decide from its outcome (the decision table).
 unsafe fn finish(
     r: *mut ngx_http_request_t,
     conf: &LocationConf,
-    ctx: &mut Introspection,
+    ctx: &mut RequestCtx,
 ) -> ngx_int_t {
-    let status = ctx.status;
-    let lease = ctx.lease.take();
+    let lease = match &mut ctx.state {
+        RequestState::Done { lease } => lease.take(),
+        _ => None,
+    };
+    let resp = &ctx.response;
+    if resp.internal_error {
+        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+    }
+    let status = resp.status;
     match verdict(status) {
         Verdict::ForwardJwt => forward_jwt(r, conf, ctx, lease),
         Verdict::Inactive => {
@@ -196,7 +290,7 @@ unsafe fn finish(
                 "Introspection subrequest returned 204: token is not active"
             );
             if let Some(lease) = lease {
-                lease.complete(EntryKind::Inactive, b"", conf.cache_negative_ttl as u64);
+                lease.settle(EntryKind::Inactive, b"", conf.cache_negative_ttl as u64);
             }
             send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize)
         }
@@ -223,41 +317,47 @@ unsafe fn finish(
     }
 }
 
-/// Checks that the body is complete and a well-formed JWT, caches it (when
-/// leading for the cache) and forwards it.
+/// Checks that the answer ended cleanly and is a well-formed JWT, settles
+/// the cache flight (when leading one) and forwards the JWT.
 unsafe fn forward_jwt(
     r: *mut ngx_http_request_t,
     conf: &LocationConf,
-    ctx: &mut Introspection,
-    lease: Option<introspect::Lease>,
+    ctx: &RequestCtx,
+    lease: Option<Lease>,
 ) -> ngx_int_t {
+    let resp = &ctx.response;
     let bad_gateway = |what: core::fmt::Arguments| {
         log_own!(NGX_LOG_ERR, r, "Introspection subrequest returned {what}");
         send_error(r, conf, NGX_HTTP_BAD_GATEWAY as usize)
     };
-    if ctx.too_large {
+    if resp.too_large {
         return bad_gateway(format_args!(
             "a response larger than phantom_token_max_jwt_size ({} bytes)",
-            ctx.max
+            resp.max
         ));
     }
-    if ctx.read_failed || ctx.rc != NGX_OK as ngx_int_t {
-        return bad_gateway(format_args!("an incomplete response (rc: {})", ctx.rc));
+    if !resp.ended || resp.failed || resp.read_failed || resp.rc != NGX_OK as ngx_int_t {
+        return bad_gateway(format_args!(
+            "an incomplete response (rc: {}, ended: {}, read failed: {})",
+            resp.rc,
+            resp.ended && !resp.failed,
+            resp.read_failed
+        ));
     }
-    let claims = match check_compact_jwt(&ctx.body) {
+    let claims = match check_compact_jwt(&resp.body) {
         Ok(claims) => claims,
         Err(e) => return bad_gateway(format_args!("{e}")),
     };
     if let Some(lease) = lease {
         let ttl = jwt_ttl_ms(
-            now_ms(),
-            ctx.cache_control,
+            now_wall_ms(),
+            resp.cache_control,
             claims.exp,
             conf.cache_max_ttl as u64,
         );
-        lease.complete(EntryKind::Jwt, &ctx.body, ttl);
+        lease.settle(EntryKind::Jwt, &resp.body, ttl);
     }
-    use_jwt(r, conf, bearer_value(r, &ctx.body))
+    use_jwt(r, conf, bearer_value(r, &resp.body))
 }
 
 /// `Bearer <jwt>` in the request pool (one copy of the JWT).
@@ -283,7 +383,7 @@ unsafe fn use_jwt(
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     };
     header.value = value;
-    let Some(note) = introspect::note_mut(r) else {
+    let Some(note) = state::note_mut(r) else {
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     };
     note.authorized = true;

@@ -17,17 +17,20 @@ use serde_json::{json, Value};
 
 use nginx_sys::{
     ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_read_client_request_body,
-    ngx_http_request_t, ngx_int_t, ngx_read_file, NGX_DONE, NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    ngx_http_request_t, ngx_int_t, NGX_DONE, NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
 };
 use ngx::http::HttpModuleLocationConf;
 
-use crate::cache::{jwt_ttl_ms, token_hash, CacheControl};
+use super::command::{parse_command, Command};
+use super::policy::{jwt_ttl_ms, CacheControl};
+use super::zone::{now_mono, Zone};
+use crate::buffers::buf_data;
 use crate::conf::LocationConf;
 use crate::ffi_guard::guard;
 use crate::jwt::check_compact_jwt;
 use crate::response::send_json;
-use crate::state::zone::{now_ms, EntryKind, Zone};
+use crate::time::now_wall_ms;
 use crate::Module;
 
 /// Largest admin request body accepted.
@@ -101,8 +104,12 @@ unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
             };
             let (status, body) = match read_body(r) {
-                Some(body) => command(zone, conf, &body, now_ms()),
-                None => (400, json!({"error": "request body too large"})),
+                Ok(body) => command(zone, conf, &body, now_wall_ms(), now_mono()),
+                Err(BodyError::TooLarge) => bad_request("request body too large"),
+                Err(BodyError::Unreadable) => (
+                    500,
+                    json!({"error": "the request body could not be read"}),
+                ),
             };
             send_json(r, status, body.to_string().as_bytes())
         },
@@ -110,70 +117,66 @@ unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
     ngx_http_finalize_request(r, rc);
 }
 
-/// The request body (memory or temp file), or None past [`MAX_ADMIN_BODY`].
-unsafe fn read_body(r: *mut ngx_http_request_t) -> Option<Vec<u8>> {
+/// Why the admin request body could not be used.
+enum BodyError {
+    TooLarge,
+    Unreadable,
+}
+
+/// The request body (memory or temp file, any framing: `Content-Length`,
+/// chunked, HTTP/2), or an error past [`MAX_ADMIN_BODY`] or when a temp
+/// file cannot be read or memory runs out.
+unsafe fn read_body(r: *mut ngx_http_request_t) -> Result<Vec<u8>, BodyError> {
     let mut body = Vec::new();
     let Some(rb) = (*r).request_body.as_ref() else {
-        return Some(body);
+        return Ok(body);
     };
     let mut cl = rb.bufs;
     while let Some(link) = cl.as_ref() {
         cl = link.next;
         let Some(b) = link.buf.as_ref() else { continue };
-        if b.in_file() != 0 && b.temporary() == 0 && b.memory() == 0 {
-            let len = (b.file_last - b.file_pos) as usize;
-            if body.len() + len > MAX_ADMIN_BODY {
-                return None;
-            }
-            let start = body.len();
-            body.resize(start + len, 0);
-            if ngx_read_file(b.file, body[start..].as_mut_ptr(), len, b.file_pos) != len as isize {
-                return None;
-            }
-        } else {
-            let len = b.last.offset_from(b.pos) as usize;
-            if body.len() + len > MAX_ADMIN_BODY {
-                return None;
-            }
-            body.extend_from_slice(core::slice::from_raw_parts(b.pos, len));
+        let data = buf_data(b);
+        let len = data.len();
+        if len == 0 {
+            continue;
+        }
+        if body.len() + len > MAX_ADMIN_BODY {
+            return Err(BodyError::TooLarge);
+        }
+        let start = body.len();
+        body.try_reserve(len).map_err(|_| BodyError::Unreadable)?;
+        body.resize(start + len, 0);
+        if !data.copy_to(&mut body[start..]) {
+            return Err(BodyError::Unreadable);
         }
     }
-    Some(body)
+    Ok(body)
 }
 
 fn bad_request(message: &str) -> (usize, Value) {
     (400, json!({ "error": message }))
 }
 
-/// Executes one admin command (pure apart from the zone).
-pub fn command(zone: Zone, conf: &LocationConf, body: &[u8], now: u64) -> (usize, Value) {
-    let Ok(Value::Object(cmd)) = serde_json::from_slice::<Value>(body) else {
-        return bad_request("body must be a JSON object");
+/// Executes one admin command (pure apart from the zone). `now_wall` is
+/// the wall clock (for the JWT's `exp`), `now` the monotonic one.
+pub fn command(
+    zone: Zone,
+    conf: &LocationConf,
+    body: &[u8],
+    now_wall: u64,
+    now: u64,
+) -> (usize, Value) {
+    let cmd = match parse_command(body) {
+        Ok(cmd) => cmd,
+        Err(message) => return bad_request(message),
     };
-    let token = cmd.get("token").and_then(Value::as_str);
-    match cmd.get("action").and_then(Value::as_str) {
-        Some("purge") => {
-            let Some(token) = token.filter(|t| !t.is_empty()) else {
-                return bad_request("\"token\" (string) is required");
-            };
-            let purged = zone.purge(&token_hash(token.as_bytes()));
-            (200, json!({ "purged": u64::from(purged) }))
+    match cmd {
+        Command::Purge { token } => {
+            let purged = zone.purge_token(&zone.token_digest(token.as_bytes()));
+            (200, json!({ "purged": purged }))
         }
-        Some("purge_all") => (200, json!({ "purged": zone.purge_all() })),
-        Some("warm") => {
-            let (Some(token), Some(jwt)) = (
-                token.filter(|t| !t.is_empty()),
-                cmd.get("jwt").and_then(Value::as_str),
-            ) else {
-                return bad_request("\"token\" and \"jwt\" (strings) are required");
-            };
-            let max_age = match cmd.get("ttl") {
-                None => None,
-                Some(v) => match v.as_u64() {
-                    Some(secs) => Some(secs),
-                    None => return bad_request("\"ttl\" must be a non-negative integer (seconds)"),
-                },
-            };
+        Command::PurgeAll => (200, json!({ "purged": zone.purge_all() })),
+        Command::Warm { token, jwt, ttl } => {
             let claims = (jwt.len() <= conf.max_jwt_size)
                 .then(|| check_compact_jwt(jwt.as_bytes()).ok())
                 .flatten();
@@ -183,20 +186,15 @@ pub fn command(zone: Zone, conf: &LocationConf, body: &[u8], now: u64) -> (usize
                 );
             };
             let cc = CacheControl {
-                max_age,
+                max_age: ttl,
                 forbidden: false,
             };
-            let ttl = jwt_ttl_ms(now, cc, claims.exp, conf.cache_max_ttl as u64);
+            let ttl = jwt_ttl_ms(now_wall, cc, claims.exp, conf.cache_max_ttl as u64);
             if ttl == 0 {
                 return bad_request("the JWT is expired or the ttl is 0");
             }
-            if !zone.store(
-                &token_hash(token.as_bytes()),
-                EntryKind::Jwt,
-                jwt.as_bytes(),
-                now,
-                ttl,
-            ) {
+            let digest = zone.token_digest(token.as_bytes());
+            if !zone.warm(&digest, jwt.as_bytes(), now, ttl) {
                 return (
                     507,
                     json!({ "error": "the entry does not fit in the zone" }),
@@ -204,7 +202,6 @@ pub fn command(zone: Zone, conf: &LocationConf, body: &[u8], now: u64) -> (usize
             }
             (200, json!({ "stored": true, "ttl": ttl / 1000 }))
         }
-        _ => bad_request("\"action\" must be one of purge, purge_all, warm"),
     }
 }
 
@@ -212,6 +209,7 @@ fn stats(zone: Zone) -> Value {
     let s = zone.snapshot();
     json!({
         "entries": s.entries,
+        "pending": s.pending,
         "entry_bytes": s.entry_bytes,
         "bytes_used": s.zone_bytes_used,
         "bytes_free": s.zone_bytes_free,
@@ -224,5 +222,8 @@ fn stats(zone: Zone) -> Value {
         "purges": s.stats.purges,
         "stores": s.stats.stores,
         "waits": s.stats.waits,
+        "released": s.stats.released,
+        "swept": s.stats.swept,
+        "lock_hold_max_ns": s.stats.lock_hold_max_ns,
     })
 }

@@ -7,12 +7,15 @@ use core::ptr;
 use nginx_sys::{
     ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_shared_memory_add, ngx_str_t, NGX_LOG_EMERG,
 };
-use ngx::http::{HttpModule, HttpModuleLocationConf, NgxHttpCoreModule};
+use ngx::http::{
+    HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf,
+    NgxHttpCoreModule,
+};
 use ngx::ngx_conf_log_error;
 
-use super::directives::{args, CONF_ERROR};
-use super::LocationConf;
-use crate::state::zone::init_zone;
+use super::zone::{init_zone, ANY_ENDPOINT};
+use crate::conf::directives::{args, CONF_ERROR};
+use crate::conf::LocationConf;
 use crate::Module;
 
 /// Marks a zone as defined by `phantom_token_cache_zone` until its init.
@@ -143,7 +146,7 @@ pub unsafe extern "C" fn set_cache_admin(
     let Some(clcf) = NgxHttpCoreModule::location_conf_mut(&*cf) else {
         return CONF_ERROR;
     };
-    clcf.handler = Some(crate::admin::admin_handler);
+    clcf.handler = Some(super::admin::admin_handler);
     ptr::null_mut()
 }
 
@@ -162,7 +165,8 @@ pub unsafe extern "C" fn merge_loc_conf(
         return rc;
     }
     // SAFETY: both are our location confs, merged above.
-    let conf = &*conf.cast::<<Module as HttpModuleLocationConf>::LocationConf>();
+    let conf = &mut *conf.cast::<<Module as HttpModuleLocationConf>::LocationConf>();
+    conf.endpoint_id = endpoint_identity(server_index(cf), conf);
     if conf.admin && conf.admin_zone.is_null() {
         ngx_conf_log_error!(
             NGX_LOG_EMERG,
@@ -172,4 +176,44 @@ pub unsafe extern "C" fn merge_loc_conf(
         return CONF_ERROR;
     }
     ptr::null_mut()
+}
+
+/// Position of the server block being merged in the `http` block (NGINX
+/// merges locations server by server, with that server's conf in `cf`).
+///
+/// # Safety
+/// `cf` must be the configuration being merged.
+unsafe fn server_index(cf: *mut ngx_conf_t) -> u64 {
+    let (Some(cmcf), Some(cscf)) = (
+        NgxHttpCoreModule::main_conf(&*cf),
+        NgxHttpCoreModule::server_conf(&*cf),
+    ) else {
+        return 0;
+    };
+    let servers = cmcf.servers.as_slice::<*mut nginx_sys::ngx_http_core_srv_conf_t>();
+    let me: *const nginx_sys::ngx_http_core_srv_conf_t = cscf;
+    servers
+        .iter()
+        .position(|&s| ptr::eq(s, me))
+        .map_or(u64::MAX, |i| i as u64)
+}
+
+/// The cache key part naming the authorization server a location
+/// introspects at: its server block, endpoint location and 1.x client
+/// credential (which together decide where the subrequest goes). Never
+/// [`ANY_ENDPOINT`] (reserved for warmed entries).
+fn endpoint_identity(server: u64, conf: &LocationConf) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut sha = Sha256::new();
+    sha.update(server.to_le_bytes());
+    sha.update(conf.endpoint.as_bytes());
+    sha.update([0]);
+    sha.update(conf.basic_credential.as_bytes());
+    let digest = sha.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    match u64::from_le_bytes(first) {
+        ANY_ENDPOINT => 1,
+        id => id,
+    }
 }

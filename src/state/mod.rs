@@ -1,3 +1,0 @@
-//! State shared by all workers: the token cache zone.
-
-pub mod zone;
