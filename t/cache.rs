@@ -8,8 +8,14 @@ use std::time::{Duration, Instant};
 /// A gateway with `phantom_token_cache_zone tokens:<size>` and the cache on
 /// `/api`, an admin location and an access log of the cache status.
 fn cache_gateway(zone_size: &str, api_extra: &str) -> Gateway {
-    let (zone_size, api_extra) = (zone_size.to_string(), api_extra.to_string());
-    gateway_custom(move |auth, echo, port| cache_conf(auth, echo, port, &zone_size, &api_extra))
+    cache_gateway_with(zone_size, api_extra, "")
+}
+
+/// [`cache_gateway`] with `curity_extra` in the introspection location.
+fn cache_gateway_with(zone_size: &str, api_extra: &str, curity_extra: &str) -> Gateway {
+    gateway_custom(move |auth, echo, port| {
+        cache_conf_with(auth, echo, port, zone_size, api_extra, curity_extra)
+    })
 }
 
 fn cache_conf(
@@ -18,6 +24,17 @@ fn cache_conf(
     port: u16,
     zone_size: &str,
     api_extra: &str,
+) -> String {
+    cache_conf_with(auth, echo, port, zone_size, api_extra, "")
+}
+
+fn cache_conf_with(
+    auth: &AuthServer,
+    echo: &EchoServer,
+    port: u16,
+    zone_size: &str,
+    api_extra: &str,
+    curity_extra: &str,
 ) -> String {
     let http = format!(
         "phantom_token_cache_zone tokens:{zone_size};
@@ -38,7 +55,7 @@ fn cache_conf(
             http: &http,
             server,
             api: &api,
-            curity: "",
+            curity: curity_extra,
         },
     )
 }
@@ -319,6 +336,82 @@ fn concurrent_requests_for_one_token_introspect_once() {
     assert_eq!(stats["hits"].as_u64().unwrap(), 99, "{stats}");
     assert_eq!(gw.nginx.worker_pids(), workers, "no worker restarted");
     assert!(!gw.nginx.error_log().contains("exited on signal"));
+}
+
+#[test]
+fn a_failed_flight_releases_its_waiters_at_once() {
+    // The leader's introspection times out (502): nothing can be shared, so
+    // every waiter introspects by itself at once. Queued, 10 requests would
+    // take 10 × 1 s; released together they take about 2 s.
+    let gw = cache_gateway_with(
+        "1m",
+        "phantom_token_cache_lock_timeout 30s;",
+        "proxy_read_timeout 1s;",
+    );
+    gw.auth.set_fault(Fault::Delay(Duration::from_secs(3)));
+    let token = gw.token();
+    let url = gw.nginx.url("/api/fail");
+    let started = Instant::now();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..10)
+            .map(|_| {
+                let (url, token) = (url.clone(), token.clone());
+                s.spawn(move || {
+                    let resp = client().get(url).bearer_auth(token).send().unwrap();
+                    resp.status().as_u16()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(statuses, [502; 10]);
+    assert!(
+        started.elapsed() < Duration::from_millis(3500),
+        "waiters queued: {:?}",
+        started.elapsed()
+    );
+    let stats = gw.admin_get();
+    assert!(stats["waits"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["released"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["pending"], 0, "no marker left behind: {stats}");
+}
+
+#[test]
+fn a_flood_of_invalid_tokens_is_absorbed_by_the_negative_cache() {
+    // 6000 distinct invalid tokens, each sent twice, interleaved with a
+    // valid token, through a 1m zone (2048 buckets, room for ~8000 entries;
+    // without a bound a few chains would exceed 8): the AS is asked once
+    // per invalid token, the valid token keeps working, and no bucket chain
+    // grows past its bound.
+    let gw = cache_gateway("1m", "phantom_token_cache_negative_ttl 60s;");
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    let valid = gw.auth.issue_token(json!({"sub": "valid"}));
+    let c = client();
+    let bad: Vec<String> = (0..6000).map(|i| format!("invalid-{i}")).collect();
+    for round in 0..2 {
+        for (i, token) in bad.iter().enumerate() {
+            let resp = c.get(gw.nginx.url("/api/flood")).bearer_auth(token).send().unwrap();
+            assert_eq!(resp.status().as_u16(), 401, "round {round} token {i}");
+            if i % 200 == 0 {
+                let resp = c.get(gw.nginx.url("/api/flood")).bearer_auth(&valid).send().unwrap();
+                assert_eq!(gw.sub_of(resp), "valid");
+            }
+        }
+    }
+    let stats = gw.admin_get();
+    let longest = stats["longest_chain"].as_u64().unwrap();
+    assert!((1..=8).contains(&longest), "{stats}");
+    // Each invalid token asked once, unless the full zone evicted it (LRU).
+    let asked = gw.auth.introspection_count() as u64;
+    let evictions = stats["evictions"].as_u64().unwrap();
+    assert!(stats["bytes_free"].as_u64().unwrap() > 0, "zone not full: {stats}");
+    assert!(evictions > 0, "the chain bound evicted: {stats}");
+    assert!(evictions < 200, "{stats}");
+    assert!(asked <= 6001 + evictions, "asked {asked}: {stats}");
+    assert!(
+        stats["negative_hits"].as_u64().unwrap() + evictions >= 6000,
+        "{stats}"
+    );
 }
 
 #[test]

@@ -210,6 +210,7 @@ fn stats(zone: Zone) -> Value {
     json!({
         "entries": s.entries,
         "pending": s.pending,
+        "longest_chain": s.longest_chain,
         "entry_bytes": s.entry_bytes,
         "bytes_used": s.zone_bytes_used,
         "bytes_free": s.zone_bytes_free,

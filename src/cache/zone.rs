@@ -540,7 +540,7 @@ impl Zone {
     /// zone never holds other requests up for long.
     pub fn snapshot(&self) -> Snapshot {
         let now = now_mono();
-        let (mut entries, mut pending, mut start) = (0, 0, 0);
+        let (mut entries, mut pending, mut start, mut longest_chain) = (0, 0, 0, 0);
         loop {
             let z = self.lock();
             let nbuckets = z.h.bucket_mask + 1;
@@ -549,7 +549,9 @@ impl Zone {
                 // SAFETY: chains link live entries, read under the lock.
                 unsafe {
                     let mut e = *z.h.buckets.add(i);
+                    let mut chain = 0;
                     while let Some(entry) = e.as_ref() {
+                        chain += 1;
                         if entry.expires > now {
                             if entry.kind == EntryKind::Pending {
                                 pending += 1;
@@ -559,6 +561,7 @@ impl Zone {
                         }
                         e = entry.next;
                     }
+                    longest_chain = longest_chain.max(chain);
                 }
             }
             start = end;
@@ -577,6 +580,7 @@ impl Zone {
             return Snapshot {
                 entries,
                 pending,
+                longest_chain,
                 entry_bytes: z.h.bytes,
                 stats,
                 zone_bytes_used: total.saturating_sub(free) as u64,
@@ -593,6 +597,8 @@ pub struct Snapshot {
     pub entries: u64,
     /// Introspections in flight (single-flight markers).
     pub pending: u64,
+    /// The longest bucket chain (at most [`MAX_CHAIN`]).
+    pub longest_chain: u64,
     /// Bytes requested for entries (headers + JWTs), expired ones included.
     pub entry_bytes: u64,
     /// Counters.
