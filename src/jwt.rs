@@ -43,11 +43,7 @@ pub fn check_compact_jwt(body: &[u8]) -> Result<JwtClaims, JwtShapeError> {
     else {
         return Err(JwtShapeError::Malformed);
     };
-    if header.is_empty()
-        || payload.is_empty()
-        || signature.is_empty()
-        || !is_base64url(signature)
-    {
+    if header.is_empty() || payload.is_empty() || signature.is_empty() || !is_base64url(signature) {
         return Err(JwtShapeError::Malformed);
     }
     // The decoder rejects any byte outside the base64url alphabet, padding

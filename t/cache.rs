@@ -187,7 +187,11 @@ fn max_ttl_caps_the_lifetime() {
     let stored = Instant::now();
     let first = assert_forwarded(gw.get_bearer("/api/x", &token));
     let hit = assert_forwarded(gw.get_bearer("/api/x", &token));
-    assert_eq!(hit.bearer(), first.bearer(), "a hit forwards the cached JWT");
+    assert_eq!(
+        hit.bearer(),
+        first.bearer(),
+        "a hit forwards the cached JWT"
+    );
     gw.auth.decode_jwt(hit.bearer().unwrap());
     assert_eq!(gw.cache_statuses(2), ["/api/x MISS", "/api/x HIT"]);
     let ttl = gw.time_until_reintrospected("/api/x", &token, stored, Duration::from_secs(3));
@@ -237,12 +241,8 @@ fn inactive_tokens_are_remembered_briefly() {
         gw.cache_statuses(3),
         ["/api/neg MISS", "/api/neg NEGATIVE", "/api/neg NEGATIVE"]
     );
-    let ttl = gw.time_until_reintrospected(
-        "/api/neg",
-        "no-such-token",
-        stored,
-        Duration::from_secs(3),
-    );
+    let ttl =
+        gw.time_until_reintrospected("/api/neg", "no-such-token", stored, Duration::from_secs(3));
     assert!(ttl >= Duration::from_millis(900), "forgotten after {ttl:?}");
 }
 
@@ -390,10 +390,18 @@ fn a_flood_of_invalid_tokens_is_absorbed_by_the_negative_cache() {
     let bad: Vec<String> = (0..6000).map(|i| format!("invalid-{i}")).collect();
     for round in 0..2 {
         for (i, token) in bad.iter().enumerate() {
-            let resp = c.get(gw.nginx.url("/api/flood")).bearer_auth(token).send().unwrap();
+            let resp = c
+                .get(gw.nginx.url("/api/flood"))
+                .bearer_auth(token)
+                .send()
+                .unwrap();
             assert_eq!(resp.status().as_u16(), 401, "round {round} token {i}");
             if i % 200 == 0 {
-                let resp = c.get(gw.nginx.url("/api/flood")).bearer_auth(&valid).send().unwrap();
+                let resp = c
+                    .get(gw.nginx.url("/api/flood"))
+                    .bearer_auth(&valid)
+                    .send()
+                    .unwrap();
                 assert_eq!(gw.sub_of(resp), "valid");
             }
         }
@@ -404,7 +412,10 @@ fn a_flood_of_invalid_tokens_is_absorbed_by_the_negative_cache() {
     // Each invalid token asked once, unless the full zone evicted it (LRU).
     let asked = gw.auth.introspection_count() as u64;
     let evictions = stats["evictions"].as_u64().unwrap();
-    assert!(stats["bytes_free"].as_u64().unwrap() > 0, "zone not full: {stats}");
+    assert!(
+        stats["bytes_free"].as_u64().unwrap() > 0,
+        "zone not full: {stats}"
+    );
     assert!(evictions > 0, "the chain bound evicted: {stats}");
     assert!(evictions < 200, "{stats}");
     assert!(asked <= 6001 + evictions, "asked {asked}: {stats}");

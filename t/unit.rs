@@ -4,10 +4,10 @@
 
 #[path = "../src/bearer.rs"]
 mod bearer;
-#[path = "../src/cache/command.rs"]
-mod command;
 #[path = "../src/cache/policy.rs"]
 mod cache;
+#[path = "../src/cache/command.rs"]
+mod command;
 #[path = "../src/decision.rs"]
 mod decision;
 #[path = "../src/jwt.rs"]

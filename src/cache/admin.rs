@@ -106,10 +106,9 @@ unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
             let (status, body) = match read_body(r) {
                 Ok(body) => command(zone, conf, &body, now_wall_ms(), now_mono()),
                 Err(BodyError::TooLarge) => bad_request("request body too large"),
-                Err(BodyError::Unreadable) => (
-                    500,
-                    json!({"error": "the request body could not be read"}),
-                ),
+                Err(BodyError::Unreadable) => {
+                    (500, json!({"error": "the request body could not be read"}))
+                }
             };
             send_json(r, status, body.to_string().as_bytes())
         },

@@ -8,8 +8,7 @@ use nginx_sys::{
     ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_shared_memory_add, ngx_str_t, NGX_LOG_EMERG,
 };
 use ngx::http::{
-    HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf,
-    NgxHttpCoreModule,
+    HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule,
 };
 use ngx::ngx_conf_log_error;
 
@@ -190,7 +189,9 @@ unsafe fn server_index(cf: *mut ngx_conf_t) -> u64 {
     ) else {
         return 0;
     };
-    let servers = cmcf.servers.as_slice::<*mut nginx_sys::ngx_http_core_srv_conf_t>();
+    let servers = cmcf
+        .servers
+        .as_slice::<*mut nginx_sys::ngx_http_core_srv_conf_t>();
     let me: *const nginx_sys::ngx_http_core_srv_conf_t = cscf;
     servers
         .iter()

@@ -18,7 +18,7 @@ use nginx_sys::{
 
 use super::state::{CapturedResponse, RequestCtx};
 use super::subrequest::is_ours;
-use crate::buffers::{buf_data, consume};
+use crate::buffers::{buf_data, consume, BufData};
 use crate::ffi_guard::guard;
 
 static mut NEXT_BODY_FILTER: ngx_http_output_body_filter_pt = None;
@@ -75,7 +75,7 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
                 NGX_ERROR as ngx_int_t,
                 || {
                     match origin {
-                        Origin::Introspection(ctx) => collect(&mut (*ctx).response, chain),
+                        Origin::Introspection(ctx) => collect(r, &mut (*ctx).response, chain),
                         _ => collect_nothing(chain),
                     }
                     NGX_OK as ngx_int_t
@@ -91,11 +91,19 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
 
 /// Appends the data of `chain` to `resp.body`, marks every buffer consumed
 /// and notes a clean end (the last buffer of the subrequest's answer).
-unsafe fn collect(resp: &mut CapturedResponse, mut chain: *mut ngx_chain_t) {
+unsafe fn collect(
+    r: *mut ngx_http_request_t,
+    resp: &mut CapturedResponse,
+    mut chain: *mut ngx_chain_t,
+) {
     while let Some(cl) = chain.as_mut() {
         chain = cl.next;
         let Some(b) = cl.buf.as_mut() else { continue };
-        let data = buf_data(b);
+        let data = match buf_data(b) {
+            BufData::File { file, offset, len } => cached_in_memory(r, file, offset, len)
+                .map_or(BufData::File { file, offset, len }, BufData::Memory),
+            data => data,
+        };
         let len = data.len();
         if len > 0 {
             append(resp, len, |dst| data.copy_to(dst));
@@ -105,6 +113,43 @@ unsafe fn collect(resp: &mut CapturedResponse, mut chain: *mut ngx_chain_t) {
         }
         consume(b);
     }
+}
+
+/// A `proxy_cache` hit is sent as a file buffer, but NGINX has already read
+/// the start of the cache file (headers and, for a JWT-sized answer, the
+/// whole body) into the cache's own buffer: take the bytes from there and
+/// save a `pread` per request. `None` when the range is not all there.
+#[cfg(ngx_feature = "http_cache")]
+unsafe fn cached_in_memory<'a>(
+    r: *mut ngx_http_request_t,
+    file: *mut nginx_sys::ngx_file_t,
+    offset: i64,
+    len: usize,
+) -> Option<&'a [u8]> {
+    let cache = (*r).cache.as_ref()?;
+    let file = file.as_ref()?;
+    if file.fd != cache.file.fd || cache.file.fd == -1 {
+        return None;
+    }
+    let buf = cache.buf.as_ref()?;
+    // The cache buffer holds the file from offset 0 (`pos == start`) up to `last`.
+    if buf.start.is_null() || buf.pos != buf.start || (buf.last as usize) < (buf.start as usize) {
+        return None;
+    }
+    let read = buf.last as usize - buf.start as usize;
+    let start = usize::try_from(offset).ok()?;
+    let end = start.checked_add(len)?;
+    (end <= read).then(|| core::slice::from_raw_parts(buf.start.add(start), len))
+}
+
+#[cfg(not(ngx_feature = "http_cache"))]
+unsafe fn cached_in_memory<'a>(
+    _r: *mut ngx_http_request_t,
+    _file: *mut nginx_sys::ngx_file_t,
+    _offset: i64,
+    _len: usize,
+) -> Option<&'a [u8]> {
+    None
 }
 
 /// Marks every buffer of `chain` consumed.

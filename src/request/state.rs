@@ -17,8 +17,7 @@ use core::ptr;
 
 use allocator_api2::vec::Vec as PoolVec;
 use nginx_sys::{
-    ngx_http_request_t, ngx_int_t, ngx_msec_t, ngx_pool_cleanup_add, ngx_pool_t, ngx_uint_t,
-    NGX_OK,
+    ngx_http_request_t, ngx_int_t, ngx_msec_t, ngx_pool_cleanup_add, ngx_pool_t, ngx_uint_t, NGX_OK,
 };
 use ngx::core::Pool;
 use ngx::http::HttpModule;
@@ -123,8 +122,12 @@ impl Lease {
     /// Ends the flight, storing `kind`/`jwt` for `ttl_ms` (0: nothing is
     /// stored and the waiters introspect by themselves).
     pub fn settle(mut self, kind: EntryKind, jwt: &[u8], ttl_ms: u64) {
-        self.zone
-            .settle(&self.key, self.flight, Some((kind, jwt, ttl_ms)), now_mono());
+        self.zone.settle(
+            &self.key,
+            self.flight,
+            Some((kind, jwt, ttl_ms)),
+            now_mono(),
+        );
         self.settled = true;
     }
 }
