@@ -4,6 +4,9 @@
 #   make test       run unit and integration tests against the real nginx
 #   make run        start the demo gateway, authorization server and echo API
 #   make check      cargo fmt --check + clippy -D warnings
+#   make props-long property tests with 100k cases each (long; CI skips it)
+#   make fuzz       run each cargo-fuzz target for FUZZ_TIME seconds (nightly)
+#   make soak       bounded local soak (1M requests, worker RSS); make reload-test
 #   make module NGINX_SOURCE_DIR=/path/to/configured/nginx   build against your tree
 #   make help
 
@@ -21,7 +24,13 @@ LIB        := $(TARGET_DIR)/$(CARGO_OUT)/libngx_curity_http_phantom_token_module
 export NGINX_BIN            = $(CURDIR)/$(OBJS)/nginx
 export PHANTOM_TOKEN_MODULE = $(CURDIR)/$(OBJS)/$(MODULE)
 
-.PHONY: all build module test unit check run bench clean help
+# Fuzzing (fuzz/, a crate of its own): seconds per target, targets, and the
+# cargo that has cargo-fuzz (`cargo install cargo-fuzz`) and a nightly toolchain.
+FUZZ_TIME    ?= 60
+FUZZ_TARGETS ?= bearer cache_control jwt
+FUZZ_CARGO   ?= cargo +nightly
+
+.PHONY: all build module test unit check props-long fuzz run bench soak reload-test clean help
 
 all: build
 
@@ -50,12 +59,27 @@ check: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+props-long: ## Long property run, 100k cases per property (CI skips it)
+	PROPTEST_CASES=100000 $(CARGO) test --test props --profile $(CARGO_PROFILE)
+
+fuzz: ## Each cargo-fuzz target for FUZZ_TIME s (needs nightly + cargo-fuzz)
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t && \
+	  $(FUZZ_CARGO) fuzz run $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_TIME) || exit 1; \
+	done
+
 run: build ## Demo gateway on :8080 with the demo AS (:8444) and echo API (:8081)
 	$(CARGO) build --profile $(CARGO_PROFILE) -p test-support --bin demo-servers
 	scripts/run-demo $(CURDIR)/$(OBJS) $(TARGET_DIR)/$(CARGO_OUT)/demo-servers
 
 bench: ## Side-by-side wrk benchmark (BUILD=release recommended)
 	scripts/bench
+
+soak: build ## 1M requests over 50k tokens: worker RSS must stay flat (BUILD=release; CI skips it)
+	scripts/soak $(CURDIR)/$(OBJS)
+
+reload-test: build ## wrk 20 s while reloading 10x and upgrading the binary: no errors (CI skips it)
+	scripts/reload-under-load $(CURDIR)/$(OBJS)
 
 clean: ## Remove build outputs
 	$(CARGO) clean

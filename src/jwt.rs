@@ -2,7 +2,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Why an introspection answer cannot be forwarded as a JWT.
 #[derive(Debug, PartialEq, Eq)]
@@ -94,13 +94,56 @@ impl<'de> Deserialize<'de> for JsonObject {
                     if is_exp {
                         exp = numeric_date(&map.next_value::<serde_json::Value>()?);
                     } else {
-                        map.next_value::<IgnoredAny>()?;
+                        map.next_value::<Checked>()?;
                     }
                 }
                 Ok(JsonObject { exp })
             }
         }
         deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// Any JSON value, checked as a full parse would (UTF-8, escapes and
+/// surrogates in strings, serde_json's nesting limit) without building it.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CheckedVisitor;
+        impl<'de> Visitor<'de> for CheckedVisitor {
+            type Value = Checked;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+                while map.next_entry::<Checked, Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+        }
+        deserializer.deserialize_any(CheckedVisitor)
     }
 }
 
@@ -203,6 +246,17 @@ mod tests {
         let array_header = format!("{}.{}.c2ln", b64("[]"), b64("{}"));
         let trailing_json = format!("{}.{}.c2ln", b64("{}"), b64("{} {}"));
         let broken_member = format!("{}.{}.c2ln", b64("{}"), b64(r#"{"a":tru}"#));
+        let bad_utf8 = format!("e30.{}.c2ln", URL_SAFE_NO_PAD.encode(b"{\"a\":\"\x80\"}"));
+        let lone_surrogate = format!("e30.{}.c2ln", b64(r#"{"a":"\ud800"}"#));
+        let too_deep = format!(
+            "e30.{}.c2ln",
+            b64(&format!(
+                r#"{{"a":{}{}}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            ))
+        );
+        let empty_signature = format!("{}.{}.", b64("{}"), b64("{}"));
         for body in [
             "garbage",
             "{\"active\":true}",
@@ -215,6 +269,10 @@ mod tests {
             array_header.as_str(),
             trailing_json.as_str(),
             broken_member.as_str(),
+            bad_utf8.as_str(),
+            lone_surrogate.as_str(),
+            too_deep.as_str(),
+            empty_signature.as_str(),
             "e30=.e30.c2ln",
             "e30.e3/9.c2ln",
             "e30.e3+9.c2ln",

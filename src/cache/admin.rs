@@ -184,10 +184,7 @@ pub fn command(
                     "\"jwt\" is not a compact JWT within phantom_token_max_jwt_size",
                 );
             };
-            let cc = CacheControl {
-                max_age: ttl,
-                forbidden: false,
-            };
+            let cc = CacheControl::with_max_age(ttl);
             let ttl = jwt_ttl_ms(now_wall, cc, claims.exp, conf.cache_max_ttl as u64);
             if ttl == 0 {
                 return bad_request("the JWT is expired or the ttl is 0");

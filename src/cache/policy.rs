@@ -4,17 +4,33 @@
 /// What the authorization server's `Cache-Control` allows.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheControl {
-    /// `max-age=N` in seconds (`s-maxage` wins when both are present).
+    /// The smallest `max-age=N`, in seconds.
     pub max_age: Option<u64>,
-    /// `no-store`, `no-cache` or `private`: do not cache.
+    /// The last valid `s-maxage=N`, in seconds: wins over `max-age`.
+    pub s_maxage: Option<u64>,
+    /// `no-store`, `no-cache`, `private`, or a `max-age` that is not a
+    /// number: do not cache.
     pub forbidden: bool,
 }
 
 impl CacheControl {
-    /// Folds one `Cache-Control` header value into `self`.
+    /// A lifetime of `max_age` seconds, as the admin warm-up asks.
+    pub fn with_max_age(max_age: Option<u64>) -> CacheControl {
+        CacheControl {
+            max_age,
+            ..CacheControl::default()
+        }
+    }
+
+    /// The lifetime the answer allows, in seconds (`s-maxage` over `max-age`).
+    pub fn lifetime(&self) -> Option<u64> {
+        self.s_maxage.or(self.max_age)
+    }
+
+    /// Folds one `Cache-Control` header value into `self`; several header
+    /// lines fold like one line with their values joined by commas.
     pub fn parse_into(&mut self, value: &[u8]) {
         let text = String::from_utf8_lossy(value);
-        let mut s_maxage = None;
         for directive in text.split(',') {
             let directive = directive.trim();
             let (name, arg) = match directive.split_once('=') {
@@ -30,14 +46,11 @@ impl CacheControl {
                 },
                 ("s-maxage", Some(a)) => {
                     if let Ok(v) = a.parse::<u64>() {
-                        s_maxage = Some(v);
+                        self.s_maxage = Some(v);
                     }
                 }
                 _ => {}
             }
-        }
-        if s_maxage.is_some() {
-            self.max_age = s_maxage;
         }
     }
 }
@@ -50,7 +63,7 @@ pub fn jwt_ttl_ms(now_ms: u64, cc: CacheControl, exp_secs: Option<u64>, max_ttl_
         return 0;
     }
     let mut ttl = max_ttl_ms;
-    if let Some(max_age) = cc.max_age {
+    if let Some(max_age) = cc.lifetime() {
         ttl = ttl.min(max_age.saturating_mul(1000));
     }
     if let Some(exp) = exp_secs {
@@ -73,7 +86,10 @@ mod tests {
     fn parses_cache_control() {
         assert_eq!(cc("max-age=60").max_age, Some(60));
         assert_eq!(cc("public, max-age=\"30\"").max_age, Some(30));
-        assert_eq!(cc("max-age=60, s-maxage=10").max_age, Some(10));
+        assert_eq!(cc("max-age=60, s-maxage=10").lifetime(), Some(10));
+        let mut two_lines = cc("s-maxage=100");
+        two_lines.parse_into(b"max-age=0");
+        assert_eq!(two_lines.lifetime(), Some(100));
         assert!(cc("no-store").forbidden);
         assert!(cc("No-Cache").forbidden);
         assert!(cc("private, max-age=5").forbidden);
@@ -85,10 +101,7 @@ mod tests {
     fn ttl_is_the_smallest_bound() {
         let now = 1_000_000_000;
         let none = CacheControl::default();
-        let age = |s| CacheControl {
-            max_age: Some(s),
-            forbidden: false,
-        };
+        let age = |s| CacheControl::with_max_age(Some(s));
         assert_eq!(jwt_ttl_ms(now, none, None, 300_000), 300_000);
         assert_eq!(jwt_ttl_ms(now, age(60), None, 300_000), 60_000);
         assert_eq!(

@@ -158,3 +158,241 @@ pub fn assert_forwarded(resp: Response) -> EchoResponse {
     assert_eq!(status, 200, "body: {text}");
     serde_json::from_str(&text).expect("echo JSON")
 }
+
+// ---------------------------------------------------------------------------
+// No token leaks: every gateway checks its logs when it goes away.
+// ---------------------------------------------------------------------------
+
+/// `[debug]` messages of NGINX itself (not of the module) that print header
+/// lines verbatim, so with `error_log ... debug` on a `--with-debug` build
+/// NGINX writes tokens there by design:
+/// * the client's request headers (`http header: "authorization: Bearer <opaque>"`,
+///   over HTTP/2 `http2 header: "..."` and the HPACK `http2 table add: "..."`),
+///   exempt for every secret (the client sent it);
+/// * the headers NGINX sends upstream (`http proxy header: "..."` one by one,
+///   and the whole request head as `http proxy header:` + a multi-line dump),
+///   exempt for JWTs only: forwarding the JWT is the module's job, while an
+///   opaque token in a header sent upstream (to the API or the AS) is a leak.
+///
+/// Nothing else is exempt: no module line at any level, no `[error]`, `[warn]`
+/// or `[info]` line and no access-log line may contain a token or a JWT.
+const NGINX_CLIENT_HEADER_DUMPS: &[&str] =
+    &["http header: \"", "http2 header: \"", "http2 table add: \""];
+const NGINX_UPSTREAM_HEADER_DUMPS: &[&str] = &["http proxy header:"];
+/// NGINX's own debug dumps of variable values and cache keys: the C
+/// module's documented `proxy_cache_key $request_body;` puts `token=…` there
+/// (debug level only; see SECURITY.md).
+const NGINX_VARIABLE_DUMPS: &[&str] = &["http script var: \"", "http cache key: \""];
+
+/// One secret found in a log file.
+#[derive(Debug)]
+pub struct TokenLeak {
+    /// The log file.
+    pub file: std::path::PathBuf,
+    /// 1-based line of the secret.
+    pub line: usize,
+    /// The secret (opaque token or JWT).
+    pub secret: String,
+    /// The log entry (possibly several lines) holding it.
+    pub entry: String,
+}
+
+/// Whether a log line starts an NGINX error-log entry (`YYYY/MM/DD HH:MM:SS [`).
+fn is_entry_start(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 21
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && (b[4], b[7], b[10], b[13], b[16], b[19], b[20])
+            == (b'/', b'/', b' ', b':', b':', b' ', b'[')
+}
+
+/// The whole log entry (an error-log entry can span several lines) around
+/// byte `pos` of `text`.
+fn entry_at(text: &str, pos: usize) -> &str {
+    let line_start = |p: usize| text[..p].rfind('\n').map_or(0, |i| i + 1);
+    let own_line = line_start(pos);
+    let mut start = own_line;
+    while start > 0 && !is_entry_start(&text[start..]) {
+        start = line_start(start - 1);
+    }
+    if !is_entry_start(&text[start..]) {
+        // Not an error log (e.g. an access log): the entry is the line.
+        let end = text[pos..].find('\n').map_or(text.len(), |i| pos + i + 1);
+        return &text[own_line..end];
+    }
+    let mut end = pos;
+    let end = loop {
+        match text[end..].find('\n') {
+            None => break text.len(),
+            Some(i) => {
+                end += i + 1;
+                if end >= text.len() || is_entry_start(&text[end..]) {
+                    break end;
+                }
+            }
+        }
+    };
+    &text[start..end]
+}
+
+/// The message of a `[debug]` error-log entry, after `pid#tid: ` and the
+/// optional `*connection ` number.
+fn debug_message(entry: &str) -> Option<&str> {
+    if !is_entry_start(entry) {
+        return None;
+    }
+    let rest = entry[20..].strip_prefix("[debug] ")?;
+    let (_, msg) = rest.split_once(": ")?;
+    Some(match msg.strip_prefix('*') {
+        Some(m) => m.split_once(' ').map_or("", |(_, r)| r),
+        None => msg,
+    })
+}
+
+fn is_jwt_shaped(s: &str) -> bool {
+    s.starts_with("eyJ") && s.split('.').count() == 3
+}
+
+/// Whether NGINX itself legitimately printed `secret` in `entry`.
+fn exempt(entry: &str, secret: &str) -> bool {
+    let Some(msg) = debug_message(entry) else {
+        return false;
+    };
+    NGINX_CLIENT_HEADER_DUMPS.iter().any(|p| msg.starts_with(p))
+        || NGINX_VARIABLE_DUMPS.iter().any(|p| msg.starts_with(p))
+        || (is_jwt_shaped(secret)
+            && NGINX_UPSTREAM_HEADER_DUMPS
+                .iter()
+                .any(|p| msg.starts_with(p)))
+}
+
+/// Length of the run of bytes of `text` from `from` that `keep` accepts.
+fn run_len(text: &str, from: usize, keep: impl Fn(u8) -> bool) -> usize {
+    text.as_bytes()[from..]
+        .iter()
+        .take_while(|&&b| keep(b))
+        .count()
+}
+
+/// Every occurrence (byte offset, secret) of a secret in `text`. Standard
+/// opaque tokens (`opq_` + alphanumerics) and JWTs are found through their
+/// prefix (fast on large debug logs); other secrets by plain search.
+fn secret_occurrences(text: &str, secrets: &[String]) -> Vec<(usize, String)> {
+    use std::collections::HashSet;
+    let is_opaque = |s: &str| {
+        s.len() > 4 && s.starts_with("opq_") && s[4..].bytes().all(|b| b.is_ascii_alphanumeric())
+    };
+    let b64 = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let mut opaque = HashSet::new();
+    let mut jwts = HashSet::new();
+    let mut others = Vec::new();
+    for s in secrets {
+        if is_opaque(s) {
+            opaque.insert(s.as_str());
+        } else if is_jwt_shaped(s) && s.bytes().all(|b| b64(b) || b == b'.') {
+            jwts.insert(s.as_str());
+        } else if !s.is_empty() {
+            others.push(s.as_str());
+        }
+    }
+    let mut found = Vec::new();
+    for (pos, _) in text.match_indices("opq_") {
+        let len = 4 + run_len(text, pos + 4, |b| b.is_ascii_alphanumeric());
+        if opaque.contains(&text[pos..pos + len]) {
+            found.push((pos, text[pos..pos + len].to_string()));
+        }
+    }
+    for (pos, _) in text.match_indices("eyJ") {
+        let mut end = pos;
+        for segment in 0..3 {
+            if segment > 0 {
+                if text.as_bytes().get(end) != Some(&b'.') {
+                    break;
+                }
+                end += 1;
+            }
+            end += run_len(text, end, b64);
+        }
+        if jwts.contains(&text[pos..end]) {
+            found.push((pos, text[pos..end].to_string()));
+        }
+    }
+    for s in others {
+        found.extend(text.match_indices(s).map(|(pos, _)| (pos, s.to_string())));
+    }
+    found.sort();
+    found
+}
+
+/// The secrets (opaque tokens, JWTs) found in the `*.log` files of an NGINX
+/// prefix (the prefix itself and its `logs/`), except where NGINX's own
+/// debug header dumps print them (see [`NGINX_CLIENT_HEADER_DUMPS`]).
+pub fn token_leaks(prefix: &std::path::Path, secrets: &[String]) -> Vec<TokenLeak> {
+    let mut leaks = Vec::new();
+    for dir in [prefix.to_path_buf(), prefix.join("logs")] {
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "log"))
+            .collect();
+        files.sort();
+        for file in files {
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            for (pos, secret) in secret_occurrences(&text, secrets) {
+                let entry = entry_at(&text, pos);
+                if !exempt(entry, &secret) {
+                    leaks.push(TokenLeak {
+                        line: text[..pos].matches('\n').count() + 1,
+                        file: file.clone(),
+                        secret,
+                        entry: entry.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    leaks
+}
+
+impl Gateway {
+    /// Token leaks in this gateway's logs, for every secret issued by any
+    /// [`AuthServer`] of the process (tests may run several).
+    pub fn token_leaks(&self) -> Vec<TokenLeak> {
+        token_leaks(self.nginx.prefix(), &AuthServer::all_issued_secrets())
+    }
+}
+
+impl Drop for Gateway {
+    /// Fails the test if an opaque token or a JWT reached a log file.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let leaks = self.token_leaks();
+        if let Some(first) = leaks.first() {
+            let shown: Vec<String> = leaks
+                .iter()
+                .take(5)
+                .map(|l| {
+                    format!(
+                        "{}:{}: {:.300}",
+                        l.file.display(),
+                        l.line,
+                        l.entry.trim_end()
+                    )
+                })
+                .collect();
+            panic!(
+                "{} token leak(s) in the logs, first secret {:.60}…:\n{}",
+                leaks.len(),
+                first.secret,
+                shown.join("\n")
+            );
+        }
+    }
+}

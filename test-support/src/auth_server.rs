@@ -69,6 +69,72 @@ pub enum Fault {
     /// Answer normally, but send the status line and headers, wait this
     /// long, then send the body in a separate TCP write.
     SplitWrite(Duration),
+    /// Answer `200 application/jwt` with the `Content-Length` of the full
+    /// signed JWT of the token, but send the body without its last `n` bytes
+    /// (a cut inside the signature for small `n`), then close the
+    /// connection cleanly (FIN). The body is empty when `n` is at least the
+    /// JWT's length. An inactive token still gets its normal `204`.
+    Truncate(usize),
+    /// Send the status line, the headers (with the full `Content-Length`) and
+    /// the first half of the JWT body, pause 50 ms (so the peer has read
+    /// them), then reset the connection (SO_LINGER 0 → RST, as
+    /// [`Fault::Reset`]). An inactive token still gets its normal `204`.
+    ResetMidBody,
+    /// Answer normally, but with `Transfer-Encoding: chunked` (no
+    /// `Content-Length`): the JWT is sent as 3 chunks in separate TCP writes
+    /// 20 ms apart, then the terminating `0` chunk. An inactive token still
+    /// gets its normal `204`.
+    Chunked,
+    /// As [`Fault::Chunked`] (all the JWT's chunks are sent), but the
+    /// connection is closed (FIN) before the terminating `0` chunk: the body
+    /// bytes form a complete JWT, the HTTP message is incomplete.
+    ChunkedTruncated,
+    /// Under load: every `n`-th introspection request (counted across
+    /// connections from the moment the fault is set; NGINX opens one
+    /// connection per introspection) is read and recorded, then its
+    /// connection is closed (FIN) without any answer. The others are
+    /// answered normally. `DropEvery(0)` drops nothing.
+    DropEvery(usize),
+}
+
+/// An authorization server that is down: a TCP port on `127.0.0.1` that is
+/// bound but not listening, so every connection to it is refused (RST), and
+/// no other socket of the machine can take the port while this value lives
+/// (unlike a port picked by binding to port 0 and closing, which the next
+/// `bind` to port 0, e.g. of an echo server, may well get again).
+pub struct ClosedPort {
+    _socket: socket2::Socket,
+    port: u16,
+}
+
+impl ClosedPort {
+    /// Reserves a port.
+    pub fn reserve() -> ClosedPort {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        socket.bind(&addr.into()).expect("bind 127.0.0.1:0");
+        let port = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .map(|a| a.port())
+            .expect("local port");
+        ClosedPort {
+            _socket: socket,
+            port,
+        }
+    }
+
+    /// The refused port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT/introspect`.
+    pub fn introspection_url(&self) -> String {
+        format!("http://127.0.0.1:{}/introspect", self.port)
+    }
 }
 
 /// A request received by the [`AuthServer`] (on any path).
@@ -119,6 +185,37 @@ struct State {
     records: Vec<RecordedRequest>,
     fault: Option<Fault>,
     cache_control: Option<String>,
+    /// Introspection requests seen since [`Fault::DropEvery`] was set.
+    drop_counter: usize,
+    /// Every opaque token issued and every JWT signed, in order, no duplicates.
+    secrets: Vec<String>,
+    secret_set: HashSet<String>,
+}
+
+impl State {
+    /// Remembers a secret (opaque token or signed JWT) of this server and
+    /// of the process ([`AuthServer::all_issued_secrets`]).
+    fn record_secret(&mut self, secret: &str) {
+        if self.secret_set.insert(secret.to_string()) {
+            self.secrets.push(secret.to_string());
+        }
+        let mut all = all_secrets().lock().unwrap_or_else(|e| e.into_inner());
+        if all.set.insert(secret.to_string()) {
+            all.list.push(secret.to_string());
+        }
+    }
+}
+
+/// Every secret issued by any [`AuthServer`] of the process.
+#[derive(Default)]
+struct AllSecrets {
+    list: Vec<String>,
+    set: HashSet<String>,
+}
+
+fn all_secrets() -> &'static Mutex<AllSecrets> {
+    static ALL: OnceLock<Mutex<AllSecrets>> = OnceLock::new();
+    ALL.get_or_init(Mutex::default)
 }
 
 struct Shared {
@@ -250,6 +347,7 @@ impl AuthServer {
         let mut st = self.shared.lock();
         st.revoked.remove(opaque);
         st.tokens.insert(opaque.to_string(), merged.clone());
+        st.record_secret(opaque);
         merged
     }
 
@@ -269,9 +367,12 @@ impl AuthServer {
         self.shared.lock().cache_control = value;
     }
 
-    /// Injects a fault into all subsequent introspection requests.
+    /// Injects a fault into all subsequent introspection requests (and
+    /// restarts the request count of [`Fault::DropEvery`]).
     pub fn set_fault(&self, fault: Fault) {
-        self.shared.lock().fault = Some(fault);
+        let mut st = self.shared.lock();
+        st.fault = Some(fault);
+        st.drop_counter = 0;
     }
 
     /// Removes the injected fault.
@@ -297,6 +398,27 @@ impl AuthServer {
         self.introspection_requests().len()
     }
 
+    /// Every secret this server has handed out so far, in order, without
+    /// duplicates: the opaque tokens it issued ([`issue_token`](Self::issue_token),
+    /// [`issue_token_exact`](Self::issue_token_exact), `POST /token`) and every
+    /// JWT it signed (introspection answers, including the full JWT of a
+    /// [`Fault::Truncate`]d one, [`Fault::BigJwt`], [`sign_jwt`](Self::sign_jwt)).
+    /// None of them may ever appear in a log.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.shared.lock().secrets.clone()
+    }
+
+    /// [`issued_secrets`](Self::issued_secrets) of every `AuthServer` started
+    /// in this process so far (also of servers already dropped), in order,
+    /// without duplicates: covers tests that run several servers.
+    pub fn all_issued_secrets() -> Vec<String> {
+        all_secrets()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .list
+            .clone()
+    }
+
     /// Forgets the recorded requests.
     pub fn reset_records(&self) {
         self.shared.lock().records.clear();
@@ -309,7 +431,9 @@ impl AuthServer {
 
     /// Signs `claims` as a compact RS256 JWT with the server key.
     pub fn sign_jwt(&self, claims: &Value) -> String {
-        sign(claims)
+        let jwt = sign(claims);
+        self.shared.lock().record_secret(&jwt);
+        jwt
     }
 
     /// Verifies the RS256 signature of `jwt` and returns its claims.
@@ -408,7 +532,36 @@ enum Action {
     },
     Reset,
     Close,
+    /// Write each part, pausing after it as given, then `end`.
+    Script {
+        parts: Vec<(Vec<u8>, Duration)>,
+        end: End,
+    },
 }
+
+/// How an [`Action::Script`] ends.
+enum End {
+    /// Like a normal answer: keep the connection if the request allows it.
+    Normal,
+    /// Close cleanly (FIN).
+    Close,
+    /// Reset (SO_LINGER 0 → RST).
+    Reset,
+}
+
+/// How a normal introspection answer is mangled on the wire.
+enum Mangle {
+    Split(Duration),
+    Truncate(usize),
+    ResetMidBody,
+    /// Chunked transfer coding; `false`: without the terminating chunk.
+    Chunked(bool),
+}
+
+/// Pause of [`Fault::ResetMidBody`] between the partial body and the RST.
+const RESET_PAUSE: Duration = Duration::from_millis(50);
+/// Pause of [`Fault::Chunked`] between two chunks.
+const CHUNK_PAUSE: Duration = Duration::from_millis(20);
 
 async fn handle_connection(shared: Arc<Shared>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
@@ -470,6 +623,28 @@ async fn handle_connection(shared: Arc<Shared>, stream: TcpStream) {
                 let _ = conn.stream.shutdown().await;
                 return;
             }
+            Action::Script { parts, end } => {
+                for (bytes, pause) in parts {
+                    if conn.write(&bytes).await.is_err() {
+                        return;
+                    }
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+                match end {
+                    End::Normal => {}
+                    End::Close => {
+                        let _ = conn.stream.shutdown().await;
+                        return;
+                    }
+                    End::Reset => {
+                        let _ =
+                            socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+                        return;
+                    }
+                }
+            }
         }
         if !keep_alive {
             let _ = conn.stream.shutdown().await;
@@ -485,7 +660,7 @@ async fn introspect(
     fault: Option<Fault>,
     keep_alive: bool,
 ) -> Action {
-    let mut split = None;
+    let mut mangle = None;
     match fault {
         Some(Fault::Status(status, body)) => {
             let mut headers = Vec::new();
@@ -517,23 +692,84 @@ async fn introspect(
                 .and_then(|t| shared.lock().tokens.get(t).cloned())
                 .unwrap_or_else(|| json!({"sub": "alice", "scope": "read write"}));
             let jwt = big_jwt(&claims, size);
+            shared.lock().record_secret(&jwt);
             let headers = [("Content-Type", "application/jwt".to_string())];
             return Action::Respond(http::response(200, &headers, jwt.as_bytes(), keep_alive));
         }
-        Some(Fault::SplitWrite(d)) => split = Some(d),
+        Some(Fault::SplitWrite(d)) => mangle = Some(Mangle::Split(d)),
+        Some(Fault::Truncate(n)) => mangle = Some(Mangle::Truncate(n)),
+        Some(Fault::ResetMidBody) => mangle = Some(Mangle::ResetMidBody),
+        Some(Fault::Chunked) => mangle = Some(Mangle::Chunked(true)),
+        Some(Fault::ChunkedTruncated) => mangle = Some(Mangle::Chunked(false)),
+        Some(Fault::DropEvery(n)) => {
+            let seen = {
+                let mut st = shared.lock();
+                st.drop_counter += 1;
+                st.drop_counter
+            };
+            if n > 0 && seen % n == 0 {
+                return Action::Close;
+            }
+        }
         None => {}
     }
 
     let (status, headers, body) = introspection_answer(shared, req, token);
     let head = http::response_head(status, &headers, body.len(), keep_alive);
-    match split {
-        Some(delay) => Action::Split { head, body, delay },
-        None => {
-            let mut bytes = head;
-            bytes.extend_from_slice(&body);
-            Action::Respond(bytes)
+    let concat = |head: Vec<u8>, body: &[u8]| {
+        let mut bytes = head;
+        bytes.extend_from_slice(body);
+        bytes
+    };
+    match mangle {
+        Some(Mangle::Split(delay)) => Action::Split { head, body, delay },
+        None => Action::Respond(concat(head, &body)),
+        // The body-level faults mangle JWT answers only.
+        Some(_) if status != 200 => Action::Respond(concat(head, &body)),
+        Some(Mangle::Truncate(n)) => Action::Script {
+            parts: vec![(
+                concat(head, &body[..body.len().saturating_sub(n)]),
+                Duration::ZERO,
+            )],
+            end: End::Close,
+        },
+        Some(Mangle::ResetMidBody) => Action::Script {
+            parts: vec![(concat(head, &body[..body.len() / 2]), RESET_PAUSE)],
+            end: End::Reset,
+        },
+        Some(Mangle::Chunked(complete)) => {
+            let mut parts = vec![(chunked_head(status, &headers, keep_alive), Duration::ZERO)];
+            let third = body.len().div_ceil(3).max(1);
+            for piece in body.chunks(third) {
+                let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+                chunk.extend_from_slice(piece);
+                chunk.extend_from_slice(b"\r\n");
+                parts.push((chunk, CHUNK_PAUSE));
+            }
+            if complete {
+                parts.push((b"0\r\n\r\n".to_vec(), Duration::ZERO));
+            }
+            Action::Script {
+                parts,
+                end: if complete { End::Normal } else { End::Close },
+            }
         }
     }
+}
+
+/// Status line and headers of a `Transfer-Encoding: chunked` response.
+fn chunked_head(status: u16, headers: &[(&str, String)], keep_alive: bool) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status} {}\r\n", http::reason(status));
+    for (n, v) in headers {
+        out.push_str(&format!("{n}: {v}\r\n"));
+    }
+    out.push_str("Transfer-Encoding: chunked\r\n");
+    out.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
+    out.into_bytes()
 }
 
 /// The normal (fault-free) introspection answer.
@@ -588,7 +824,9 @@ fn introspection_answer(
             if let Some(cc) = cache_control {
                 headers.push(("Cache-Control", cc));
             }
-            (200, headers, sign(&claims).into_bytes())
+            let jwt = sign(&claims);
+            shared.lock().record_secret(&jwt);
+            (200, headers, jwt.into_bytes())
         }
     }
 }
@@ -625,7 +863,11 @@ fn token_endpoint(shared: &Shared, req: &Request, keep_alive: bool) -> Vec<u8> {
         "exp": now + 300,
         "jti": random_string(16),
     });
-    shared.lock().tokens.insert(token.clone(), claims);
+    {
+        let mut st = shared.lock();
+        st.tokens.insert(token.clone(), claims);
+        st.record_secret(&token);
+    }
     let body = json!({
         "access_token": token,
         "token_type": "bearer",
@@ -638,4 +880,185 @@ fn token_endpoint(shared: &Shared, req: &Request, keep_alive: bool) -> Vec<u8> {
         body.to_string().as_bytes(),
         keep_alive,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    //! Wire-level self-tests of the body faults (what NGINX would read).
+
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// One HTTP/1.0 introspection of `token` on a raw socket, as NGINX's
+    /// proxy module sends it; returns the bytes read and how reading ended.
+    fn exchange(auth: &AuthServer, token: &str) -> (Vec<u8>, std::io::Result<usize>) {
+        let body = format!("token={token}");
+        let req = format!(
+            "POST /introspect HTTP/1.0\r\nHost: x\r\nAuthorization: {}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            auth.basic_auth_header(),
+            body.len()
+        );
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", auth.port())).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => return (got, Ok(0)),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => return (got, Err(e)),
+            }
+        }
+    }
+
+    /// Splits a response into head (text) and body bytes.
+    fn split(raw: &[u8]) -> (String, Vec<u8>) {
+        let end = http::find(raw, b"\r\n\r\n").expect("complete head");
+        (
+            String::from_utf8_lossy(&raw[..end]).into_owned(),
+            raw[end + 4..].to_vec(),
+        )
+    }
+
+    /// The JWT the server signed last.
+    fn last_jwt(auth: &AuthServer) -> String {
+        auth.issued_secrets().pop().unwrap()
+    }
+
+    #[test]
+    fn truncate_keeps_the_full_content_length_and_closes() {
+        let auth = AuthServer::start();
+        let token = auth.issue_token(json!({}));
+        auth.set_fault(Fault::Truncate(10));
+        let (raw, end) = exchange(&auth, &token);
+        assert_eq!(end.unwrap(), 0, "FIN");
+        let (head, body) = split(&raw);
+        let jwt = last_jwt(&auth);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Type: application/jwt"), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}\r\n", jwt.len())),
+            "{head}"
+        );
+        assert_eq!(body, jwt.as_bytes()[..jwt.len() - 10]);
+        assert!(
+            jwt.rsplit('.').next().unwrap().len() > 10,
+            "cut inside the signature"
+        );
+    }
+
+    #[test]
+    fn reset_mid_body_sends_half_the_body_then_rst() {
+        let auth = AuthServer::start();
+        let token = auth.issue_token(json!({}));
+        auth.set_fault(Fault::ResetMidBody);
+        let (raw, end) = exchange(&auth, &token);
+        assert_eq!(
+            end.expect_err("RST").kind(),
+            std::io::ErrorKind::ConnectionReset
+        );
+        let (head, body) = split(&raw);
+        let jwt = last_jwt(&auth);
+        assert!(
+            head.contains(&format!("Content-Length: {}\r\n", jwt.len())),
+            "{head}"
+        );
+        assert_eq!(body, jwt.as_bytes()[..jwt.len() / 2]);
+    }
+
+    /// Decodes a chunked body: the chunks and whether the last chunk came.
+    fn chunks(mut body: &[u8]) -> (Vec<Vec<u8>>, bool) {
+        let mut out = Vec::new();
+        while let Some(eol) = http::find(body, b"\r\n") {
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&body[..eol]).unwrap(), 16).unwrap();
+            body = &body[eol + 2..];
+            if size == 0 {
+                assert_eq!(body, b"\r\n");
+                return (out, true);
+            }
+            out.push(body[..size].to_vec());
+            assert_eq!(&body[size..size + 2], b"\r\n");
+            body = &body[size + 2..];
+        }
+        assert!(body.is_empty(), "partial chunk line");
+        (out, false)
+    }
+
+    #[test]
+    fn chunked_sends_the_jwt_in_several_chunks() {
+        let auth = AuthServer::start();
+        let token = auth.issue_token(json!({"sub": "chunky"}));
+        auth.set_fault(Fault::Chunked);
+        let (raw, end) = exchange(&auth, &token);
+        assert_eq!(end.unwrap(), 0);
+        let (head, body) = split(&raw);
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+        assert!(!head.contains("Content-Length"), "{head}");
+        let (parts, complete) = chunks(&body);
+        assert!(complete && parts.len() >= 2, "{parts:?}");
+        let jwt = String::from_utf8(parts.concat()).unwrap();
+        assert_eq!(jwt, last_jwt(&auth));
+        assert_eq!(auth.decode_jwt(&jwt)["sub"], "chunky");
+    }
+
+    #[test]
+    fn chunked_truncated_closes_before_the_last_chunk() {
+        let auth = AuthServer::start();
+        let token = auth.issue_token(json!({}));
+        auth.set_fault(Fault::ChunkedTruncated);
+        let (raw, end) = exchange(&auth, &token);
+        assert_eq!(end.unwrap(), 0, "FIN");
+        let (_, body) = split(&raw);
+        let (parts, complete) = chunks(&body);
+        assert!(!complete);
+        assert_eq!(parts.concat(), last_jwt(&auth).into_bytes());
+    }
+
+    #[test]
+    fn drop_every_n_closes_every_nth_introspection_without_answer() {
+        let auth = AuthServer::start();
+        let token = auth.issue_token(json!({}));
+        auth.set_fault(Fault::DropEvery(3));
+        let answered: Vec<bool> = (0..7)
+            .map(|_| {
+                let (raw, end) = exchange(&auth, &token);
+                assert_eq!(end.unwrap(), 0);
+                !raw.is_empty()
+            })
+            .collect();
+        assert_eq!(answered, [true, true, false, true, true, false, true]);
+        assert_eq!(auth.introspection_count(), 7, "dropped ones are recorded");
+        // An inactive token is unaffected by the body faults.
+        auth.set_fault(Fault::Truncate(10));
+        let (raw, _) = exchange(&auth, "unknown");
+        assert!(raw.starts_with(b"HTTP/1.1 204 "));
+    }
+
+    #[test]
+    fn closed_port_refuses_connections_and_stays_reserved() {
+        let closed = ClosedPort::reserve();
+        let err = std::net::TcpStream::connect(("127.0.0.1", closed.port())).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(std::net::TcpListener::bind(("127.0.0.1", closed.port())).is_err());
+    }
+
+    #[test]
+    fn issued_secrets_are_tokens_and_signed_jwts() {
+        let auth = AuthServer::start();
+        let token = auth.issue_token(json!({}));
+        auth.issue_token_exact("exact-token", json!({}));
+        let (raw, _) = exchange(&auth, &token);
+        let (_, jwt) = split(&raw);
+        let jwt = String::from_utf8(jwt).unwrap();
+        let signed = auth.sign_jwt(&json!({"sub": "x"}));
+        assert_eq!(
+            auth.issued_secrets(),
+            [token, "exact-token".to_string(), jwt, signed]
+        );
+        let all = AuthServer::all_issued_secrets();
+        assert!(auth.issued_secrets().iter().all(|s| all.contains(s)));
+    }
 }

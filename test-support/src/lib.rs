@@ -63,7 +63,9 @@ mod http;
 mod nginx;
 mod raw;
 
-pub use auth_server::{AuthServer, Fault, RecordedRequest, CLIENT_ID, CLIENT_SECRET, JWT_KID};
+pub use auth_server::{
+    AuthServer, ClosedPort, Fault, RecordedRequest, CLIENT_ID, CLIENT_SECRET, JWT_KID,
+};
 pub use echo::{EchoResponse, EchoServer};
 pub use nginx::{
     client, http2_client, module_path, nginx_binary, workspace_root, ConfigTest, Nginx,
