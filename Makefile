@@ -40,8 +40,9 @@ help: ## Show this help
 build: ## Build vendored NGINX + the module into objs-$(BUILD)/
 	$(CARGO) build --profile $(CARGO_PROFILE) --lib
 	@mkdir -p $(OBJS)
-	cp $(LIB) $(OBJS)/$(MODULE)
-	cp "$$(cat $$(ls -td $(TARGET_DIR)/$(CARGO_OUT)/build/ngx_curity_http_phantom_token_module-*/out/nginx_build_dir | head -1))/nginx" $(OBJS)/nginx
+	@# copy, then rename: a running nginx keeps the file it loaded intact
+	cp $(LIB) $(OBJS)/$(MODULE).tmp && mv -f $(OBJS)/$(MODULE).tmp $(OBJS)/$(MODULE)
+	cp "$$(cat $$(ls -td $(TARGET_DIR)/$(CARGO_OUT)/build/ngx_curity_http_phantom_token_module-*/out/nginx_build_dir | head -1))/nginx" $(OBJS)/nginx.tmp && mv -f $(OBJS)/nginx.tmp $(OBJS)/nginx
 	@echo "module: $(OBJS)/$(MODULE)"; echo "nginx:  $(OBJS)/nginx"
 
 module: ## Build only the module against NGINX_SOURCE_DIR (a configured tree, --with-compat)

@@ -449,6 +449,25 @@ impl Zone {
         Poll::Released
     }
 
+    /// Starts a flight for `key` if the zone holds nothing for it (a
+    /// released waiter takes over an abandoned flight this way: the first
+    /// one leads, the others introspect alone). Returns the flight.
+    pub fn try_lead(&self, key: &CacheKey, now: u64, lock_ms: u64) -> Option<u64> {
+        let mut z = self.lock();
+        if let Some(e) = z.find(key).0 {
+            // SAFETY: live entry of this zone.
+            if unsafe { e.as_ref() }.expires > now {
+                return None;
+            }
+            z.remove(e);
+        }
+        z.stats().introspections += 1;
+        z.h.last_flight += 1;
+        let flight = z.h.last_flight;
+        z.insert(key, EntryKind::Pending, b"", now + lock_ms, flight)
+            .then_some(flight)
+    }
+
     /// Counts a waiting request that gave up at its deadline.
     pub fn count_released(&self) {
         self.lock().stats().released += 1;

@@ -250,19 +250,29 @@ unsafe fn resume_waiting(
         Poll::Pending if now < deadline => wait(r, ctx),
         Poll::Pending => {
             zone.count_released();
-            introspect_alone(r, conf)
+            introspect_alone(r, conf, key)
         }
-        Poll::Released => introspect_alone(r, conf),
+        Poll::Released => introspect_alone(r, conf, key),
     }
 }
 
 /// A waiting request that cannot get its flight's result introspects at
-/// once, outside any flight (its result is not stored).
-unsafe fn introspect_alone(r: *mut ngx_http_request_t, conf: &LocationConf) -> ngx_int_t {
+/// once. If the zone holds nothing for the token any more (the leader
+/// failed or went away), the first such request leads a new flight, so its
+/// result can be stored; the others introspect outside any flight.
+unsafe fn introspect_alone(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    key: CacheKey,
+) -> ngx_int_t {
     set_cache_status(r, "MISS");
+    let lease = conf.cache().and_then(|zone| {
+        let flight = zone.try_lead(&key, now_mono(), conf.cache_lock_timeout as u64)?;
+        Some(Lease::new(zone, key, flight))
+    });
     let header = (*r).headers_in.authorization.as_ref();
     match header.and_then(|h| bearer_token(h.value.as_bytes())) {
-        Some(token) => introspect(r, conf, token, None),
+        Some(token) => introspect(r, conf, token, lease),
         None => send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize),
     }
 }

@@ -1,18 +1,20 @@
 //! Runs a real nginx binary with the phantom-token module loaded.
 
+use std::ffi::OsString;
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long [`NginxBuilder::start`] and [`Nginx::reload`] wait at most.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval between readiness polls.
 const POLL: Duration = Duration::from_millis(20);
-/// Name of the module shared object produced by `cargo build`.
-const MODULE_FILE: &str = "libngx_curity_http_phantom_token_module.so";
+/// File name of the module in an `objs-<flavour>/` directory.
+const MODULE_FILE: &str = "ngx_curity_http_phantom_token_module.so";
 /// Log line nginx's master writes for every worker it spawns.
 const WORKER_STARTED: &str = "start worker process";
 
@@ -22,63 +24,166 @@ pub fn workspace_root() -> PathBuf {
     manifest.parent().unwrap_or(manifest).to_path_buf()
 }
 
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => workspace_root().join(dir),
-        None => workspace_root().join("target"),
-    }
+/// The nginx binary and the module the tests run, always taken as a pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Pair {
+    nginx: PathBuf,
+    module: PathBuf,
+    /// Where the pair came from, for messages.
+    origin: String,
 }
 
-/// The nginx binary to run: env `NGINX_BIN` if set, else
-/// `$NGINX_BUILD_DIR/nginx` if `NGINX_BUILD_DIR` is set, else the newest
-/// `target/*/build/nginx-sys-*/out/objs/nginx` of the workspace.
+/// Resolves the pair from the environment (`var`) and the workspace `root`:
 ///
-/// # Panics
-/// When no binary can be found.
-pub fn nginx_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("NGINX_BIN") {
-        return PathBuf::from(bin);
-    }
-    if let Some(dir) = std::env::var_os("NGINX_BUILD_DIR") {
-        return PathBuf::from(dir).join("nginx");
-    }
-    let mut best: Option<(SystemTime, PathBuf)> = None;
-    let target = target_dir();
-    for profile in fs::read_dir(&target).into_iter().flatten().flatten() {
-        let build = profile.path().join("build");
-        for entry in fs::read_dir(&build).into_iter().flatten().flatten() {
-            if !entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with("nginx-sys-")
-            {
-                continue;
+/// * `NGINX_BIN` and `PHANTOM_TOKEN_MODULE` both set: exactly these;
+/// * only one of them set: an error (a pair half from elsewhere would be
+///   guessed);
+/// * neither: `objs-$BUILD/nginx` and `objs-$BUILD/<module>.so` of one build
+///   flavour (`BUILD` = `debug` by default, `release`, `sanitize`), as
+///   written by `make build`.
+fn resolve_pair(var: impl Fn(&str) -> Option<OsString>, root: &Path) -> Result<Pair, String> {
+    let set = |name: &str| var(name).filter(|v| !v.is_empty());
+    match (set("NGINX_BIN"), set("PHANTOM_TOKEN_MODULE")) {
+        // Relative paths are taken from the current directory (nginx would
+        // resolve a relative `load_module` against its prefix).
+        (Some(nginx), Some(module)) => Ok(Pair {
+            nginx: std::path::absolute(&nginx).unwrap_or_else(|_| nginx.into()),
+            module: std::path::absolute(&module).unwrap_or_else(|_| module.into()),
+            origin: "env NGINX_BIN and PHANTOM_TOKEN_MODULE".into(),
+        }),
+        (Some(_), None) | (None, Some(_)) => Err(
+            "only one of NGINX_BIN and PHANTOM_TOKEN_MODULE is set: set both (a binary and \
+             the module built against it), or neither to use objs-$BUILD/ \
+             (BUILD=debug by default, release or sanitize), as `make build` writes it"
+                .into(),
+        ),
+        (None, None) => {
+            let flavour = set("BUILD")
+                .map(|b| b.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "debug".into());
+            if flavour.is_empty() || flavour.contains(['/', '.']) {
+                return Err(format!("BUILD={flavour:?} is not a build flavour name"));
             }
-            let bin = entry.path().join("out/objs/nginx");
-            if let Ok(mtime) = fs::metadata(&bin).and_then(|m| m.modified()) {
-                if best.as_ref().is_none_or(|(t, _)| mtime > *t) {
-                    best = Some((mtime, bin));
-                }
-            }
+            let dir = root.join(format!("objs-{flavour}"));
+            Ok(Pair {
+                nginx: dir.join("nginx"),
+                module: dir.join(MODULE_FILE),
+                origin: format!(
+                    "build flavour {flavour:?} ({}; NGINX_BIN and PHANTOM_TOKEN_MODULE not set)",
+                    dir.display()
+                ),
+            })
         }
     }
-    match best {
-        Some((_, bin)) => bin,
-        None => panic!(
-            "no nginx binary: set NGINX_BIN or NGINX_BUILD_DIR, or run `cargo build` \
-             (looked under {}/*/build/nginx-sys-*/out/objs/nginx)",
-            target.display()
-        ),
+}
+
+/// The pair of this test process, resolved once.
+fn pair() -> &'static Pair {
+    static PAIR: OnceLock<Result<Pair, String>> = OnceLock::new();
+    match PAIR.get_or_init(|| resolve_pair(|n| std::env::var_os(n), &workspace_root())) {
+        Ok(pair) => pair,
+        Err(e) => panic!("{e}"),
     }
 }
 
-/// The module to load: env `PHANTOM_TOKEN_MODULE` if set, else
-/// `<workspace>/target/debug/libngx_curity_http_phantom_token_module.so`.
+/// The nginx binary to run: env `NGINX_BIN`, or `objs-$BUILD/nginx`
+/// (`BUILD` defaults to `debug`) when neither `NGINX_BIN` nor
+/// `PHANTOM_TOKEN_MODULE` is set.
+///
+/// # Panics
+/// When only one of `NGINX_BIN` and `PHANTOM_TOKEN_MODULE` is set.
+pub fn nginx_binary() -> PathBuf {
+    pair().nginx.clone()
+}
+
+/// The module to load: env `PHANTOM_TOKEN_MODULE`, or
+/// `objs-$BUILD/ngx_curity_http_phantom_token_module.so` next to the
+/// [`nginx_binary`] of the same flavour.
+///
+/// # Panics
+/// As [`nginx_binary`].
 pub fn module_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("PHANTOM_TOKEN_MODULE") {
-        return PathBuf::from(path);
+    pair().module.clone()
+}
+
+/// Checks that `module` loads into `nginx` (`nginx -t` of a configuration
+/// with only `load_module`): NGINX refuses a module built for another
+/// version or with another signature (`--with-compat`, debug, ...).
+fn check_module_loads(nginx: &Path, module: &Path, origin: &str) -> Result<(), String> {
+    let build_hint = "Both must come from one build: `make build` (BUILD=debug|release|sanitize) \
+                      writes objs-$BUILD/nginx and objs-$BUILD/ngx_curity_http_phantom_token_module.so; \
+                      set NGINX_BIN and PHANTOM_TOKEN_MODULE together, or neither.";
+    if !nginx.is_file() {
+        return Err(format!(
+            "no nginx binary at {} (from {origin}). Run `make build`. {build_hint}",
+            nginx.display()
+        ));
     }
-    target_dir().join("debug").join(MODULE_FILE)
+    if !module.is_file() {
+        return Err(format!(
+            "no module at {} (from {origin}). Run `make build`. {build_hint}",
+            module.display()
+        ));
+    }
+    let dir = temp_prefix();
+    let d = dir.display();
+    let mut conf = format!("load_module {};\n", module.display());
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        conf.push_str("user root;\n");
+    }
+    conf.push_str(&format!(
+        "error_log {d}/error.log;\npid {d}/nginx.pid;\nevents {{}}\n"
+    ));
+    let conf_path = dir.join("pair-check.conf");
+    let result = fs::write(&conf_path, conf)
+        .map_err(|e| format!("cannot write {}: {e}", conf_path.display()))
+        .and_then(|()| {
+            Command::new(nginx)
+                .arg("-t")
+                .arg("-q")
+                .arg("-p")
+                .arg(&dir)
+                .arg("-e")
+                .arg(dir.join("error.log"))
+                .arg("-c")
+                .arg(&conf_path)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run {}: {e}", nginx.display()))
+        })
+        .and_then(|out| {
+            if out.status.success() {
+                return Ok(());
+            }
+            let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
+            output.push_str(&String::from_utf8_lossy(&out.stdout));
+            if !output.contains("[emerg]") {
+                output.push_str(&read_lossy(&dir.join("error.log")));
+            }
+            Err(format!(
+                "the module does not load into this nginx (`nginx -t` with load_module failed):\n  \
+                 nginx:  {}\n  module: {}\n  from:   {origin}\n{}\n{build_hint}",
+                nginx.display(),
+                module.display(),
+                output.trim_end()
+            ))
+        });
+    if !keep_dirs() {
+        let _ = fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+/// Panics (once per process, with the reason) unless the module loads into
+/// the nginx binary: a release nginx must never be paired silently with a
+/// debug module, or an nginx of another version.
+fn ensure_module_loads() {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let p = pair();
+    if let Err(e) = CHECKED.get_or_init(|| check_module_loads(&p.nginx, &p.module, &p.origin)) {
+        panic!("{e}");
+    }
 }
 
 /// A blocking HTTP/1.1 client for tests: no proxy, 10 s timeouts, redirects
@@ -361,7 +466,13 @@ impl<'a> NginxBuilder<'a> {
     }
 
     /// Runs `nginx -t` on the configuration.
+    ///
+    /// # Panics
+    /// When the module is loaded and does not load into the nginx binary.
     pub fn test_config(self) -> ConfigTest {
+        if self.load_module {
+            ensure_module_loads();
+        }
         let (layout, _, _, conf_text) = self.prepare();
         let out = Command::new(nginx_binary())
             .arg("-t")
@@ -398,14 +509,16 @@ impl<'a> NginxBuilder<'a> {
 
     /// Like [`start`](Self::start) but returns the failure (with the error
     /// log and stderr of nginx) instead of panicking.
+    ///
+    /// # Panics
+    /// When the module is loaded and does not load into the nginx binary
+    /// (see [`nginx_binary`]): that is a broken test setup, not a failure
+    /// to report.
     pub fn try_start(self) -> Result<Nginx, String> {
-        let (layout, port, mut wait_ports, conf_text) = self.prepare();
-        if layout.load_module && !module_path().exists() {
-            return Err(format!(
-                "module {} not found: run `cargo build` first or set PHANTOM_TOKEN_MODULE",
-                module_path().display()
-            ));
+        if self.load_module {
+            ensure_module_loads();
         }
+        let (layout, port, mut wait_ports, conf_text) = self.prepare();
         let stderr = fs::File::create(layout.prefix.join("stderr.log")).expect("stderr.log");
         let stdout = fs::File::create(layout.prefix.join("stdout.log")).expect("stdout.log");
         let bin = nginx_binary();
@@ -727,5 +840,123 @@ fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| OsString::from(v))
+        }
+    }
+
+    #[test]
+    fn both_variables_are_taken_as_they_are() {
+        let p = resolve_pair(
+            env(&[
+                ("NGINX_BIN", "/x/nginx"),
+                ("PHANTOM_TOKEN_MODULE", "/y/m.so"),
+                ("BUILD", "release"),
+            ]),
+            Path::new("/ws"),
+        )
+        .unwrap();
+        assert_eq!((p.nginx, p.module), ("/x/nginx".into(), "/y/m.so".into()));
+        let p = resolve_pair(
+            env(&[
+                ("NGINX_BIN", "objs/nginx"),
+                ("PHANTOM_TOKEN_MODULE", "objs/m.so"),
+            ]),
+            Path::new("/ws"),
+        )
+        .unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(p.nginx, cwd.join("objs/nginx"));
+        assert_eq!(p.module, cwd.join("objs/m.so"));
+    }
+
+    #[test]
+    fn only_one_variable_is_an_error() {
+        for vars in [
+            [("NGINX_BIN", "/x/nginx")],
+            [("PHANTOM_TOKEN_MODULE", "/y/m.so")],
+        ] {
+            let e = resolve_pair(env(&vars), Path::new("/ws")).unwrap_err();
+            assert!(
+                e.contains("only one of NGINX_BIN and PHANTOM_TOKEN_MODULE"),
+                "{e}"
+            );
+        }
+        // An empty value counts as unset.
+        let e = resolve_pair(
+            env(&[("NGINX_BIN", "/x/nginx"), ("PHANTOM_TOKEN_MODULE", "")]),
+            Path::new("/ws"),
+        )
+        .unwrap_err();
+        assert!(e.contains("only one"), "{e}");
+    }
+
+    #[test]
+    fn neither_variable_takes_both_from_one_flavour_dir() {
+        let p = resolve_pair(env(&[]), Path::new("/ws")).unwrap();
+        assert_eq!(p.nginx, Path::new("/ws/objs-debug/nginx"));
+        assert_eq!(
+            p.module,
+            Path::new("/ws/objs-debug/ngx_curity_http_phantom_token_module.so")
+        );
+        for flavour in ["release", "sanitize"] {
+            let p = resolve_pair(env(&[("BUILD", flavour)]), Path::new("/ws")).unwrap();
+            let dir = PathBuf::from(format!("/ws/objs-{flavour}"));
+            assert_eq!(p.nginx, dir.join("nginx"));
+            assert_eq!(p.module, dir.join(MODULE_FILE));
+            assert!(p.origin.contains(flavour));
+        }
+        assert!(resolve_pair(env(&[("BUILD", "../x")]), Path::new("/ws")).is_err());
+    }
+
+    #[test]
+    fn missing_files_are_reported_with_the_build_hint() {
+        let e = check_module_loads(
+            Path::new("/nonexistent/objs-debug/nginx"),
+            Path::new("/nonexistent/objs-debug/m.so"),
+            "test",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("no nginx binary at /nonexistent/objs-debug/nginx"),
+            "{e}"
+        );
+        assert!(e.contains("make build"), "{e}");
+    }
+
+    /// With a real nginx (the one this process would use, if built): a
+    /// file that is not a module for it is refused loudly.
+    #[test]
+    fn a_module_nginx_cannot_load_is_refused_with_nginx_reason() {
+        let Ok(p) = resolve_pair(|n| std::env::var_os(n), &workspace_root()) else {
+            return;
+        };
+        if !p.nginx.is_file() {
+            eprintln!("skipped: no nginx at {}", p.nginx.display());
+            return;
+        }
+        let dir = temp_prefix();
+        let fake = dir.join("fake_module.so");
+        fs::write(&fake, b"not a shared object").unwrap();
+        let e = check_module_loads(&p.nginx, &fake, "test").unwrap_err();
+        let _ = fs::remove_dir_all(&dir);
+        assert!(
+            e.contains("the module does not load into this nginx"),
+            "{e}"
+        );
+        assert!(e.contains("[emerg]"), "nginx's own reason: {e}");
+        if p.module.is_file() {
+            check_module_loads(&p.nginx, &p.module, &p.origin).unwrap();
+        }
     }
 }
