@@ -30,7 +30,7 @@ FUZZ_TIME    ?= 60
 FUZZ_TARGETS ?= bearer cache_control jwt
 FUZZ_CARGO   ?= cargo +nightly
 
-.PHONY: all build module test unit check props-long fuzz run bench soak reload-test clean help
+.PHONY: all build module test unit check mutants props-long fuzz run bench bench-flight soak reload-test clean help
 
 all: build
 
@@ -60,6 +60,13 @@ check: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The pure modules, mutated by cargo-mutants; their tests are t/unit.rs and t/props.rs.
+MUTANTS_FILES ?= src/bearer.rs src/jwt.rs src/jwt_memo.rs src/decision.rs \
+                 src/www_authenticate.rs src/cache/policy.rs src/cache/command.rs
+
+mutants: ## Mutation testing of the pure modules (cargo install cargo-mutants; long)
+	$(CARGO) mutants $(foreach f,$(MUTANTS_FILES),--file $(f)) -- --test unit --test props
+
 props-long: ## Long property run, 100k cases per property (CI skips it)
 	PROPTEST_CASES=100000 $(CARGO) test --test props --profile $(CARGO_PROFILE)
 
@@ -75,6 +82,9 @@ run: build ## Demo gateway on :8080 with the demo AS (:8444) and echo API (:8081
 
 bench: ## Side-by-side wrk benchmark (BUILD=release recommended)
 	scripts/bench
+
+bench-flight: build ## Single-flight bursts: 50 clients, one token, 200 ms AS (no-store / cacheable)
+	$(CARGO) test --profile $(CARGO_PROFILE) --test flight_bench -- --ignored --nocapture
 
 soak: build ## 1M requests over 50k tokens: worker RSS must stay flat (BUILD=release; CI skips it)
 	scripts/soak $(CURDIR)/$(OBJS)

@@ -20,6 +20,7 @@ pub mod conf;
 pub mod decision;
 mod ffi_guard;
 pub mod jwt;
+pub mod jwt_memo;
 pub mod request;
 pub mod response;
 pub mod time;

@@ -12,5 +12,7 @@ mod command;
 mod decision;
 #[path = "../src/jwt.rs"]
 mod jwt;
+#[path = "../src/jwt_memo.rs"]
+mod jwt_memo;
 #[path = "../src/www_authenticate.rs"]
 mod www_authenticate;

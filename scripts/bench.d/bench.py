@@ -214,6 +214,21 @@ def aggregate(d, name):
         json.dump(res, f)
 
 
+def quick(d, *keys):
+    """BENCH_ROWS: medians, nginx CPU per request, and req/s ratios to the
+    first row, paired per round."""
+    rows = {k: load(d, f"row-{k}.json") for k in keys}
+    base = rows[keys[0]]
+    print(f"| row | req/s (median) | all rounds | nginx CPU / request | vs ({keys[0]}) |")
+    print("|---|---|---|---|---|")
+    for k, r in rows.items():
+        cpu = cpu_us(r)
+        ratio = paired(r, base)
+        print(f"| ({k}) | {r['rps']:,.0f} | {spread(r)} | "
+              f"{'n/a' if cpu is None else f'{cpu:.1f} µs'} | "
+              f"{'n/a' if ratio is None else f'{ratio:.3f}'} |")
+
+
 def paired(x, y, field="rps_rounds"):
     """Median over rounds of x/y, each round's two runs taken minutes apart
     at most: the machine's drift cancels out of every ratio."""
@@ -462,6 +477,8 @@ def main():
         print(json.dumps(stats(int(args[0]), args[1])))
     elif cmd == "wrk":
         print(json.dumps(parse_wrk(args[0], sys.stdin.read())))
+    elif cmd == "quick":
+        quick(args[0], *args[1:])
     elif cmd == "aggregate":
         aggregate(args[0], args[1])
     elif cmd == "merge":

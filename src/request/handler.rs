@@ -1,6 +1,8 @@
 //! The access-phase handler: the decision table of `docs/behaviour.md`,
 //! row by row, then the request's states ([`RequestState`]).
 
+use core::cell::RefCell;
+
 use nginx_sys::{
     ngx_add_timer, ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading,
     ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_request_t, ngx_http_test_reading,
@@ -19,7 +21,8 @@ use crate::cache::zone::{now_mono, CacheKey, EntryKind, Lookup, Poll};
 use crate::conf::LocationConf;
 use crate::decision::{verdict, Verdict};
 use crate::ffi_guard::guard;
-use crate::jwt::check_compact_jwt;
+use crate::jwt::{check_compact_jwt, JwtClaims, JwtShapeError};
+use crate::jwt_memo::JwtMemo;
 use crate::response::send_error;
 use crate::time::now_wall_ms;
 use crate::Module;
@@ -354,7 +357,7 @@ unsafe fn forward_jwt(
             resp.read_failed
         ));
     }
-    let claims = match check_compact_jwt(&resp.body) {
+    let claims = match checked_jwt(&resp.body) {
         Ok(claims) => claims,
         Err(e) => return bad_gateway(format_args!("{e}")),
     };
@@ -368,6 +371,21 @@ unsafe fn forward_jwt(
         lease.settle(EntryKind::Jwt, &resp.body, ttl);
     }
     use_jwt(r, conf, bearer_value(r, &resp.body))
+}
+
+std::thread_local! {
+    /// This worker's memo of accepted JWTs (see `jwt_memo`).
+    static JWT_MEMO: RefCell<JwtMemo> = RefCell::new(JwtMemo::new());
+}
+
+/// [`check_compact_jwt`] through the worker's memo.
+fn checked_jwt(body: &[u8]) -> Result<JwtClaims, JwtShapeError> {
+    JWT_MEMO
+        .try_with(|memo| match memo.try_borrow_mut() {
+            Ok(mut memo) => memo.check(body),
+            Err(_) => check_compact_jwt(body),
+        })
+        .unwrap_or_else(|_| check_compact_jwt(body))
 }
 
 /// `Bearer <jwt>` in the request pool (one copy of the JWT).

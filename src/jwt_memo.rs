@@ -1,0 +1,96 @@
+//! A small per-worker memo of JWTs that passed [`check_compact_jwt`]
+//! (pure logic, no FFI).
+//!
+//! With `proxy_cache` on the introspection location (the C module's
+//! documented setup) every request for a token brings the same JWT bytes
+//! again; checking them costs more than the rest of the module's work on
+//! that path. The check is a pure function of the bytes, so a JWT equal,
+//! byte for byte, to one checked before gets the same answer without
+//! decoding it again. Only accepted JWTs up to [`MAX_MEMO_JWT`] bytes are
+//! kept, in [`SLOTS`] slots chosen by the signature's last bytes: at most
+//! 64 KB per worker.
+
+use crate::jwt::{check_compact_jwt, JwtClaims, JwtShapeError};
+
+/// Number of memo slots.
+pub const SLOTS: usize = 32;
+/// Largest JWT kept in the memo.
+pub const MAX_MEMO_JWT: usize = 2048;
+
+/// One remembered JWT and its `exp`.
+type Slot = Option<(Box<[u8]>, Option<u64>)>;
+
+/// The memo: each slot holds one accepted JWT and its `exp`.
+#[derive(Default)]
+pub struct JwtMemo {
+    slots: Vec<Slot>,
+}
+
+impl JwtMemo {
+    /// An empty memo.
+    pub fn new() -> JwtMemo {
+        JwtMemo { slots: Vec::new() }
+    }
+
+    /// [`check_compact_jwt`], answered from the memo when `body` was
+    /// accepted before.
+    pub fn check(&mut self, body: &[u8]) -> Result<JwtClaims, JwtShapeError> {
+        if body.len() > MAX_MEMO_JWT || body.len() < 8 {
+            return check_compact_jwt(body);
+        }
+        let slot = slot_of(body);
+        if let Some(Some((jwt, exp))) = self.slots.get(slot) {
+            if **jwt == *body {
+                return Ok(JwtClaims { exp: *exp });
+            }
+        }
+        let claims = check_compact_jwt(body)?;
+        if self.slots.len() < SLOTS {
+            self.slots.resize_with(SLOTS, || None);
+        }
+        self.slots[slot] = Some((body.into(), claims.exp));
+        Ok(claims)
+    }
+}
+
+/// The slot of `body`: its last 8 bytes (the signature's end), mixed.
+fn slot_of(body: &[u8]) -> usize {
+    let mut tail = [0u8; 8];
+    tail.copy_from_slice(&body[body.len() - 8..]);
+    let mixed = u64::from_le_bytes(tail).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> 59) as usize % SLOTS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JWT: &[u8] = b"eyJhbGciOiJSUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDB9.c2lnbmF0dXJl";
+
+    #[test]
+    fn answers_like_the_check_and_remembers_accepted_jwts() {
+        let mut memo = JwtMemo::new();
+        let expected = check_compact_jwt(JWT);
+        assert_eq!(memo.check(JWT), expected);
+        assert_eq!(memo.check(JWT), expected, "from the memo");
+        assert_eq!(
+            expected,
+            Ok(JwtClaims {
+                exp: Some(1_700_000_000)
+            })
+        );
+    }
+
+    #[test]
+    fn never_accepts_what_the_check_rejects() {
+        let mut memo = JwtMemo::new();
+        memo.check(JWT).unwrap();
+        // Same slot material (last 8 bytes), different JWT: checked afresh.
+        let mut forged = JWT.to_vec();
+        forged[3] = b'!';
+        assert_eq!(memo.check(&forged), check_compact_jwt(&forged));
+        assert!(memo.check(&forged).is_err());
+        assert!(memo.check(b"garbage garbage").is_err());
+        assert!(memo.check(b"").is_err());
+    }
+}
