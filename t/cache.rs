@@ -426,6 +426,57 @@ fn a_flood_of_invalid_tokens_is_absorbed_by_the_negative_cache() {
 }
 
 #[test]
+fn a_leader_past_its_lock_timeout_cannot_settle_a_newer_flight() {
+    // Request 1 leads flight F1 (AS answers after 600 ms). Its marker
+    // expires after 200 ms; request 2 then leads flight F2. When F1's answer
+    // arrives it must not touch F2's marker or store over it: only F2
+    // stores. (A leader that settled any flight stored twice.)
+    let gw = cache_gateway("1m", "phantom_token_cache_lock_timeout 200ms;");
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    gw.auth.set_fault(Fault::Delay(Duration::from_millis(600)));
+    let token = gw.auth.issue_token(json!({"sub": "flights"}));
+    std::thread::scope(|s| {
+        let first = s.spawn(|| gw.sub_of(gw.get_bearer("/api/f1", &token)));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while gw.auth.introspection_count() < 1 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(Duration::from_millis(300)); // let F1's marker expire
+        let second = s.spawn(|| gw.sub_of(gw.get_bearer("/api/f2", &token)));
+        assert_eq!(first.join().unwrap(), "flights");
+        assert_eq!(second.join().unwrap(), "flights");
+    });
+    assert_eq!(gw.auth.introspection_count(), 2);
+    let stats = gw.admin_get();
+    assert_eq!(stats["stores"], 1, "only the newer flight stored: {stats}");
+    assert_eq!(stats["entries"], 1, "{stats}");
+    assert_eq!(stats["pending"], 0, "{stats}");
+    assert_eq!(gw.cache_statuses(2)[..2], ["/api/f1 MISS", "/api/f2 MISS"]);
+}
+
+#[test]
+fn expired_entries_are_not_counted_as_entries() {
+    let gw = cache_gateway("1m", "");
+    gw.auth.set_cache_control(Some("max-age=1".into()));
+    gw.sub_of(gw.get_bearer("/api/c", &gw.token()));
+    assert_eq!(gw.admin_get()["entries"], 1);
+    // No lookup touches the entry: it expires in place.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let stats = loop {
+        let stats = gw.admin_get();
+        if stats["entries"] == 0 || Instant::now() > deadline {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(100)); // poll pacing
+    };
+    assert_eq!(stats["entries"], 0, "{stats}");
+    assert!(
+        stats["entry_bytes"].as_u64().unwrap() > 0,
+        "still in the zone: {stats}"
+    );
+}
+
+#[test]
 fn admin_purges_one_token_or_all() {
     let gw = cache_gateway("1m", "");
     gw.auth.set_cache_control(Some("max-age=60".into()));
