@@ -53,10 +53,24 @@ pub unsafe fn send_error(
 /// # Safety
 /// `r` must be a valid main request whose header was not sent yet.
 pub unsafe fn send_json(r: *mut ngx_http_request_t, status: usize, body: &[u8]) -> ngx_int_t {
+    send_body(r, status, JSON, body)
+}
+
+/// Sends `status` with `body` of `content_type` (copied into the request
+/// pool); returns the rc to finalize the request with.
+///
+/// # Safety
+/// `r` must be a valid main request whose header was not sent yet.
+pub unsafe fn send_body(
+    r: *mut ngx_http_request_t,
+    status: usize,
+    content_type: &'static [u8],
+    body: &[u8],
+) -> ngx_int_t {
     let out = &mut (*r).headers_out;
     out.status = status;
-    out.content_type = static_str(JSON);
-    out.content_type_len = JSON.len();
+    out.content_type = static_str(content_type);
+    out.content_type_len = content_type.len();
     out.content_type_lowcase = ptr::null_mut();
     out.content_length_n = body.len() as _;
 

@@ -477,6 +477,63 @@ fn expired_entries_are_not_counted_as_entries() {
 }
 
 #[test]
+fn admin_stats_in_the_prometheus_format() {
+    let gw = cache_gateway("1m", "");
+    gw.auth.set_cache_control(Some("max-age=60".into()));
+    let token = gw.token();
+    gw.sub_of(gw.get_bearer("/api/m", &token)); // miss
+    gw.sub_of(gw.get_bearer("/api/m", &token)); // hit
+    let by_query = client().get(gw.nginx.url("/admin?format=prometheus"));
+    let by_accept = client()
+        .get(gw.nginx.url("/admin"))
+        .header("Accept", "text/plain;version=0.0.4;q=0.5,*/*;q=0.1");
+    for req in [by_query, by_accept] {
+        let resp = req.send().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(
+            resp.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        let text = resp.text().unwrap();
+        let scrape =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let value = |name: &str| {
+            let sample = scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name)
+                .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+            assert_eq!(sample.labels.get("zone"), Some("tokens"), "{name}");
+            assert!(scrape.docs.contains_key(name), "{name}: no HELP");
+            match sample.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+                ref other => panic!("{name}: {other:?}"),
+            }
+        };
+        assert!(matches!(
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == "phantom_token_cache_hits_total")
+                .unwrap()
+                .value,
+            prometheus_parse::Value::Counter(_)
+        ));
+        assert_eq!(value("phantom_token_cache_hits_total"), 1.0);
+        assert_eq!(value("phantom_token_cache_misses_total"), 1.0);
+        assert_eq!(value("phantom_token_cache_introspections_total"), 1.0);
+        assert_eq!(value("phantom_token_cache_negative_hits_total"), 0.0);
+        assert_eq!(value("phantom_token_cache_evictions_total"), 0.0);
+        assert_eq!(value("phantom_token_cache_purges_total"), 0.0);
+        assert_eq!(value("phantom_token_cache_entries"), 1.0);
+        assert!(value("phantom_token_cache_bytes_used") > 0.0);
+        assert!(value("phantom_token_cache_bytes_free") > 0.0);
+    }
+    // Without either, the JSON statistics as before.
+    assert_eq!(gw.admin_get()["hits"], 1);
+}
+
+#[test]
 fn admin_purges_one_token_or_all() {
     let gw = cache_gateway("1m", "");
     gw.auth.set_cache_control(Some("max-age=60".into()));

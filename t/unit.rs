@@ -14,5 +14,7 @@ mod decision;
 mod jwt;
 #[path = "../src/jwt_memo.rs"]
 mod jwt_memo;
+#[path = "../src/cache/metrics.rs"]
+mod metrics;
 #[path = "../src/www_authenticate.rs"]
 mod www_authenticate;

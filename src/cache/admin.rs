@@ -23,13 +23,14 @@ use nginx_sys::{
 use ngx::http::HttpModuleLocationConf;
 
 use super::command::{parse_command, Command};
+use super::metrics::{self, wants_prometheus, Kind, Metric};
 use super::policy::{jwt_ttl_ms, CacheControl};
 use super::zone::{now_mono, Zone};
 use crate::buffers::buf_data;
 use crate::conf::LocationConf;
 use crate::ffi_guard::guard;
 use crate::jwt::check_compact_jwt;
-use crate::response::send_json;
+use crate::response::{send_body, send_json};
 use crate::time::now_wall_ms;
 use crate::Module;
 
@@ -56,7 +57,7 @@ unsafe fn zone_and_conf(r: *mut ngx_http_request_t) -> Option<(Zone, &'static Lo
 }
 
 unsafe fn admin(r: *mut ngx_http_request_t) -> ngx_int_t {
-    let Some((zone, _)) = zone_and_conf(r) else {
+    let Some((zone, conf)) = zone_and_conf(r) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     let method = (*r).method;
@@ -64,6 +65,10 @@ unsafe fn admin(r: *mut ngx_http_request_t) -> ngx_int_t {
         let rc = ngx_http_discard_request_body(r);
         if rc != NGX_OK as ngx_int_t {
             return rc;
+        }
+        if wants_prometheus((*r).args.as_bytes(), accept_header(r)) {
+            let text = prometheus(zone, conf.admin_zone);
+            return send_body(r, 200, metrics::CONTENT_TYPE, text.as_bytes());
         }
         return send_json(r, 200, stats(zone).to_string().as_bytes());
     }
@@ -223,4 +228,105 @@ fn stats(zone: Zone) -> Value {
         "swept": s.stats.swept,
         "lock_hold_max_ns": s.stats.lock_hold_max_ns,
     })
+}
+
+/// The request's `Accept` header, if any.
+unsafe fn accept_header<'a>(r: *mut ngx_http_request_t) -> Option<&'a [u8]> {
+    let request = ngx::http::Request::from_ngx_http_request(r);
+    request
+        .headers_in_iterator()
+        .find(|(name, _)| name.as_bytes().eq_ignore_ascii_case(b"accept"))
+        .map(|(_, value)| value.as_bytes())
+}
+
+/// The statistics in the Prometheus text format, labelled with the zone name.
+///
+/// # Safety
+/// `shm_zone` must be the admin location's zone.
+unsafe fn prometheus(zone: Zone, shm_zone: *mut nginx_sys::ngx_shm_zone_t) -> String {
+    let name = shm_zone
+        .as_ref()
+        .map(|z| String::from_utf8_lossy(z.shm.name.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let s = zone.snapshot();
+    let counter = |name, help, value| Metric {
+        name,
+        help,
+        kind: Kind::Counter,
+        value,
+    };
+    let gauge = |name, help, value| Metric {
+        name,
+        help,
+        kind: Kind::Gauge,
+        value,
+    };
+    metrics::render(
+        &name,
+        &[
+            counter("hits_total", "JWTs served from the zone.", s.stats.hits),
+            counter(
+                "misses_total",
+                "Lookups that found nothing.",
+                s.stats.misses,
+            ),
+            counter(
+                "expired_total",
+                "Lookups that found an expired entry.",
+                s.stats.expired,
+            ),
+            counter(
+                "negative_hits_total",
+                "Requests answered 401 from a remembered inactive token.",
+                s.stats.negative_hits,
+            ),
+            counter(
+                "evictions_total",
+                "Entries removed to make room.",
+                s.stats.evictions,
+            ),
+            counter(
+                "introspections_total",
+                "Introspections started through the cache.",
+                s.stats.introspections,
+            ),
+            counter(
+                "purges_total",
+                "Entries removed by the admin API.",
+                s.stats.purges,
+            ),
+            counter("stores_total", "Entries stored.", s.stats.stores),
+            counter(
+                "waits_total",
+                "Requests that waited for another request's introspection.",
+                s.stats.waits,
+            ),
+            counter(
+                "released_total",
+                "Waiting requests that introspected by themselves.",
+                s.stats.released,
+            ),
+            gauge(
+                "entries",
+                "Live entries (JWTs and inactive tokens).",
+                s.entries,
+            ),
+            gauge("pending", "Introspections in flight.", s.pending),
+            gauge(
+                "bytes_used",
+                "Slab pages in use, in bytes.",
+                s.zone_bytes_used,
+            ),
+            gauge(
+                "bytes_free",
+                "Free slab pages, in bytes.",
+                s.zone_bytes_free,
+            ),
+            gauge(
+                "lock_hold_max_nanoseconds",
+                "Longest time the zone lock was held.",
+                s.stats.lock_hold_max_ns,
+            ),
+        ],
+    )
 }

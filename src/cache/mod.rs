@@ -2,7 +2,8 @@
 //!
 //! - [`policy`]: what may be cached and for how long (pure logic);
 //! - [`zone`]: the zone itself (keyed table, LRU, single-flight markers);
-//! - [`admin`] and [`command`]: the management API and its input parser;
+//! - [`admin`], [`command`] and [`metrics`]: the management API, its input
+//!   parser and its Prometheus output;
 //! - [`conf`]: the cache directives.
 //!
 //! The behaviour is specified in `docs/behaviour.md` ("Built-in cache").
@@ -10,5 +11,6 @@
 pub mod admin;
 pub mod command;
 pub mod conf;
+pub mod metrics;
 pub mod policy;
 pub mod zone;
