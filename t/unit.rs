@@ -15,6 +15,7 @@ mod jwt;
 #[path = "../src/jwt_memo.rs"]
 mod jwt_memo;
 #[path = "../src/cache/metrics.rs"]
+#[allow(dead_code)] // the admin handler uses the rest
 mod metrics;
 #[path = "../src/www_authenticate.rs"]
 mod www_authenticate;
