@@ -373,6 +373,15 @@ impl Drop for Gateway {
         if std::thread::panicking() {
             return;
         }
+        // A crashed worker or a sanitizer report (NGINX redirects stderr into
+        // its error log, so AddressSanitizer reports land there) fails the
+        // test that caused it, whatever it asserted.
+        let log = self.nginx.error_log();
+        for marker in ["exited on signal", "AddressSanitizer", "runtime error:"] {
+            if let Some(line) = log.lines().find(|l| l.contains(marker)) {
+                panic!("{marker:?} in the error log: {line:.300}");
+            }
+        }
         let leaks = self.token_leaks();
         if let Some(first) = leaks.first() {
             let shown: Vec<String> = leaks
