@@ -48,7 +48,7 @@ build: ## Build vendored NGINX + the module into objs-$(BUILD)/
 module: ## Build only the module against NGINX_SOURCE_DIR (a configured tree, --with-compat)
 	@test -n "$(NGINX_SOURCE_DIR)$(NGINX_BUILD_DIR)" || { echo "set NGINX_SOURCE_DIR (and optionally NGINX_BUILD_DIR)"; exit 1; }
 	NGINX_SOURCE_DIR=$(NGINX_SOURCE_DIR) NGINX_BUILD_DIR=$(NGINX_BUILD_DIR) \
-	  $(CARGO) build --release --lib --no-default-features --target-dir target/external
+	  $(CARGO) build --release --lib --no-default-features --features export-modules --target-dir target/external
 	@mkdir -p objs-external
 	cp target/external/release/libngx_curity_http_phantom_token_module.so objs-external/$(MODULE)
 	@echo "module: objs-external/$(MODULE)"

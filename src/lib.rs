@@ -80,6 +80,9 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     merge_loc_conf: Some(cache::conf::merge_loc_conf),
 };
 
+// A cdylib built by cargo exports the module list itself; NGINX's own build
+// (`config`, `--add-dynamic-module`) generates it instead.
+#[cfg(feature = "export-modules")]
 ngx::ngx_modules!(ngx_curity_http_phantom_token_module);
 
 /// The module descriptor NGINX loads (same name as the C module's).
