@@ -231,6 +231,16 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_problem_for_the_log_line() {
+        // Completes "Introspection subrequest returned ..." in the error log.
+        assert_eq!(JwtShapeError::Empty.to_string(), "an empty body");
+        assert_eq!(
+            JwtShapeError::Malformed.to_string(),
+            "a body that is not a compact JWT"
+        );
+    }
+
+    #[test]
     fn rejects_empty_body() {
         assert_eq!(check_compact_jwt(b""), Err(JwtShapeError::Empty));
     }
