@@ -1,4 +1,4 @@
-//! parity.md's decision table, row by row, with the 2.0.0 config style.
+//! docs/behaviour.md's decision table, row by row, with the 2.0.0 config style.
 
 mod common;
 use common::*;

@@ -1,6 +1,7 @@
 //! Robustness: odd `Authorization` values, odd tokens, a misbehaving
 //! authorization server (resets, hangs, garbage, split or huge answers) and
-//! concurrency. parity.md "Measured edge cases" and "Known defects we fix".
+//! concurrency. docs/behaviour.md ("Differences from the C module") and the C
+//! module's measured edge cases.
 
 mod common;
 use common::*;
