@@ -10,10 +10,11 @@ use nginx_sys::{
 use ngx::http::{
     HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule,
 };
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ngx_conf_log_error;
 
 use super::zone::{init_zone, ANY_ENDPOINT};
-use crate::conf::directives::{args, CONF_ERROR};
+use crate::conf::directives::args;
 use crate::conf::LocationConf;
 use crate::Module;
 
@@ -53,7 +54,7 @@ pub unsafe extern "C" fn set_cache_zone(
             "invalid zone \"{}\" in \"phantom_token_cache_zone\", expected name:size",
             String::from_utf8_lossy(bytes)
         );
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     };
     let name = ngx_str_t {
         len: colon,
@@ -71,11 +72,11 @@ pub unsafe extern "C" fn set_cache_zone(
             "invalid zone \"{}\" in \"phantom_token_cache_zone\", the size must be at least 32k",
             String::from_utf8_lossy(bytes)
         );
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     let zone = shared_zone(cf, &name, size as usize);
     if zone.is_null() {
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     if !(*zone).data.is_null() {
         ngx_conf_log_error!(
@@ -84,11 +85,11 @@ pub unsafe extern "C" fn set_cache_zone(
             "duplicate zone \"{}\"",
             String::from_utf8_lossy(name.as_bytes())
         );
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     (*zone).init = Some(init_zone);
     (*zone).data = ptr::addr_of!(ZONE_DEFINED).cast_mut().cast();
-    ptr::null_mut()
+    NGX_CONF_OK
 }
 
 /// `phantom_token_cache <zone> | off;`
@@ -108,14 +109,14 @@ pub unsafe extern "C" fn set_cache(
     let value = args(cf)[1];
     if value.as_bytes() == b"off" {
         conf.cache_zone = ptr::null_mut();
-        return ptr::null_mut();
+        return NGX_CONF_OK;
     }
     let zone = shared_zone(cf, &value, 0);
     if zone.is_null() {
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     conf.cache_zone = zone;
-    ptr::null_mut()
+    NGX_CONF_OK
 }
 
 /// `phantom_token_cache_admin [zone];` — the location answers the cache
@@ -138,15 +139,15 @@ pub unsafe extern "C" fn set_cache_admin(
     if args.len() > 1 {
         let zone = shared_zone(cf, &args[1], 0);
         if zone.is_null() {
-            return CONF_ERROR;
+            return NGX_CONF_ERROR;
         }
         conf.admin_zone = zone;
     }
     let Some(clcf) = NgxHttpCoreModule::location_conf_mut(&*cf) else {
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     };
     clcf.handler = Some(super::admin::admin_handler);
-    ptr::null_mut()
+    NGX_CONF_OK
 }
 
 /// `merge_loc_conf` with NGINX-style errors for settings that only make
@@ -172,9 +173,9 @@ pub unsafe extern "C" fn merge_loc_conf(
             cf,
             "\"phantom_token_cache_admin\" needs a zone: name it or set \"phantom_token_cache\""
         );
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
-    ptr::null_mut()
+    NGX_CONF_OK
 }
 
 /// Position of the server block being merged in the `http` block (NGINX

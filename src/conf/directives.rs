@@ -12,12 +12,12 @@ use nginx_sys::{
     NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF,
     NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
 };
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ngx_conf_log_error;
 
 use super::LocationConf;
 use crate::cache::conf as cache;
 
-pub(crate) const CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
 /// Longest `id` + `secret` accepted by `phantom_token_client_credential`
@@ -162,10 +162,10 @@ unsafe extern "C" fn set_introspection_endpoint(
             "invalid value \"\" in \"phantom_token_introspection_endpoint\" directive, \
              a location name is required"
         );
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     conf.endpoint = args[1];
-    ptr::null_mut()
+    NGX_CONF_OK
 }
 
 /// `phantom_token_client_credential <id> <secret>` (1.x style): precomputes
@@ -188,7 +188,7 @@ unsafe extern "C" fn set_client_credential(
             cf,
             "empty client id or secret in \"phantom_token_client_credential\" directive"
         );
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     if id.len() + secret.len() > MAX_CLIENT_CREDENTIAL_LEN {
         ngx_conf_log_error!(
@@ -197,7 +197,7 @@ unsafe extern "C" fn set_client_credential(
             "client id and secret in \"phantom_token_client_credential\" directive \
              must be shorter than 255 characters together"
         );
-        return CONF_ERROR;
+        return NGX_CONF_ERROR;
     }
     let mut plain = Vec::with_capacity(id.len() + secret.len() + 1);
     plain.extend_from_slice(id);
@@ -207,8 +207,8 @@ unsafe extern "C" fn set_client_credential(
     match pool_str(cf, value.as_bytes()) {
         Some(s) => {
             conf.basic_credential = s;
-            ptr::null_mut()
+            NGX_CONF_OK
         }
-        None => CONF_ERROR,
+        None => NGX_CONF_ERROR,
     }
 }
