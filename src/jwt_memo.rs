@@ -53,6 +53,17 @@ impl JwtMemo {
     }
 }
 
+impl JwtMemo {
+    /// Whether `body` is remembered (for tests of the memory bound).
+    pub fn holds(&self, body: &[u8]) -> bool {
+        body.len() >= 8
+            && self
+                .slots
+                .get(slot_of(body))
+                .is_some_and(|s| s.as_ref().is_some_and(|(jwt, _)| **jwt == *body))
+    }
+}
+
 /// The slot of `body`: its last 8 bytes (the signature's end), mixed.
 fn slot_of(body: &[u8]) -> usize {
     let mut tail = [0u8; 8];
@@ -79,6 +90,41 @@ mod tests {
                 exp: Some(1_700_000_000)
             })
         );
+    }
+
+    #[test]
+    fn keeps_only_accepted_jwts_up_to_the_size_bound() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let jwt_of = |size: usize| {
+            let payload = URL_SAFE_NO_PAD.encode(format!(r#"{{"p":"{}"}}"#, "x".repeat(size)));
+            format!("e30.{payload}.c2ln")
+        };
+        let mut memo = JwtMemo::new();
+        memo.check(JWT).unwrap();
+        assert!(memo.holds(JWT));
+        // Find payload sizes giving JWTs of exactly MAX_MEMO_JWT and one more.
+        let (mut at_bound, mut over) = (None, None);
+        for size in 1400..1600 {
+            let jwt = jwt_of(size);
+            if jwt.len() == MAX_MEMO_JWT {
+                at_bound = Some(jwt.clone());
+            }
+            if jwt.len() == MAX_MEMO_JWT + 1 {
+                over = Some(jwt);
+            }
+        }
+        let (at_bound, over) = (at_bound.unwrap(), over.unwrap());
+        memo.check(at_bound.as_bytes()).unwrap();
+        assert!(
+            memo.holds(at_bound.as_bytes()),
+            "a JWT of exactly the bound is kept"
+        );
+        memo.check(over.as_bytes()).unwrap();
+        assert!(!memo.holds(over.as_bytes()), "a bigger one is not");
+        assert!(memo.check(b"garbage!").is_err());
+        assert!(!memo.holds(b"garbage!"), "rejected bodies are not kept");
+        assert!(memo.check(b"e30.e30").is_err());
     }
 
     #[test]
