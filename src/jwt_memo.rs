@@ -128,6 +128,17 @@ mod tests {
     }
 
     #[test]
+    fn different_jwts_spread_over_the_slots() {
+        let jwts: Vec<String> = (0..64).map(|i| format!("e30.e30.c2ln{i:04}")).collect();
+        let mut memo = JwtMemo::new();
+        for jwt in &jwts {
+            memo.check(jwt.as_bytes()).unwrap();
+        }
+        let held = jwts.iter().filter(|j| memo.holds(j.as_bytes())).count();
+        assert!(held >= SLOTS / 2, "only {held} of 64 JWTs held at once");
+    }
+
+    #[test]
     fn never_accepts_what_the_check_rejects() {
         let mut memo = JwtMemo::new();
         memo.check(JWT).unwrap();
