@@ -7,10 +7,10 @@ use core::ptr;
 use nginx_sys::{
     ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_shared_memory_add, ngx_str_t, NGX_LOG_EMERG,
 };
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{
     HttpModule, HttpModuleLocationConf, HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule,
 };
-use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ngx_conf_log_error;
 
 use super::zone::{init_zone, ANY_ENDPOINT};

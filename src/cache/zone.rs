@@ -28,15 +28,16 @@
 //! until the allocation succeeds: a full zone never fails a request.
 //! Counters are kept per worker (one cache line each) and summed when read.
 
+use core::alloc::Layout;
 use core::ffi::c_void;
-use core::mem::{offset_of, size_of};
+use core::mem::{align_of, offset_of, size_of};
 use core::ptr::{self, NonNull};
 use std::time::Instant;
 
-use nginx_sys::{
-    ngx_int_t, ngx_queue_t, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_unlock,
-    ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, NGX_ERROR, NGX_OK,
-};
+use ngx::allocator::Allocator;
+use ngx::core::slab::LockedSlabPool;
+use ngx::core::SlabPool;
+use nginx_sys::{ngx_int_t, ngx_queue_t, ngx_shm_zone_t, ngx_slab_pool_t, NGX_ERROR, NGX_OK};
 use nginx_sys::{ngx_queue_init, ngx_queue_insert_after, ngx_queue_remove};
 use sha2::{Digest, Sha256};
 
@@ -228,9 +229,9 @@ unsafe fn entry_of_lru(q: *mut ngx_queue_t) -> *mut Entry {
 }
 
 /// A handle on an initialized zone, valid in a worker for its lifetime.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Zone {
-    pool: NonNull<ngx_slab_pool_t>,
+    pool: SlabPool,
     header: NonNull<ZoneHeader>,
 }
 
@@ -240,35 +241,37 @@ pub struct Zone {
 /// # Safety
 /// Called by NGINX with an attached zone.
 pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_int_t {
-    // SAFETY: the zone memory begins with the slab pool NGINX initialized.
-    let shpool = (*shm_zone).shm.addr.cast::<ngx_slab_pool_t>();
     let old = data.cast::<ZoneHeader>();
     if !old.is_null() && (*old).magic == MAGIC {
         (*shm_zone).data = old.cast();
         return NGX_OK as ngx_int_t;
     }
-    let Some(pool) = NonNull::new(shpool) else {
+    // The zone memory begins with the slab pool NGINX initialized.
+    let shpool = (*shm_zone).shm.addr.cast::<ngx_slab_pool_t>();
+    let Some(pool) = SlabPool::from_shm_zone(&*shm_zone) else {
         return NGX_ERROR as ngx_int_t;
     };
     let mut secret = [0u8; 32];
     if getrandom::getrandom(&mut secret).is_err() {
         return NGX_ERROR as ngx_int_t;
     }
-    let _locked = MutexGuard::lock(pool);
-    let header = ngx_slab_alloc_locked(shpool, size_of::<ZoneHeader>()).cast::<ZoneHeader>();
-    // The slab aligns small allocations to their power-of-two size; the
-    // header needs 64 for the counters.
-    if header.is_null() {
+    let locked = pool.lock();
+    // Layouts with the header's alignment (64, for the counters): the slab
+    // allocator checks it.
+    let Ok(header) = locked.allocate(Layout::new::<ZoneHeader>()) else {
         return NGX_ERROR as ngx_int_t;
-    }
+    };
+    let header = header.as_ptr().cast::<ZoneHeader>();
     ptr::write_bytes(header, 0, 1);
     let zone_bytes = (*shm_zone).shm.size;
     let nbuckets = (zone_bytes / BYTES_PER_BUCKET).next_power_of_two().max(64);
-    let buckets =
-        ngx_slab_alloc_locked(shpool, nbuckets * size_of::<*mut Entry>()).cast::<*mut Entry>();
-    if buckets.is_null() {
+    let Ok(buckets) = Layout::array::<*mut Entry>(nbuckets)
+        .map_err(|_| ())
+        .and_then(|layout| locked.allocate(layout).map_err(|_| ()))
+    else {
         return NGX_ERROR as ngx_int_t;
-    }
+    };
+    let buckets = buckets.as_ptr().cast::<*mut Entry>();
     ptr::write_bytes(buckets, 0, nbuckets);
     (*header).secret = secret;
     (*header).buckets = buckets;
@@ -282,37 +285,20 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_v
     NGX_OK as ngx_int_t
 }
 
-/// Holds the slab pool's mutex (a spinlock across workers): keep it briefly.
-struct MutexGuard(NonNull<ngx_slab_pool_t>);
-
-impl MutexGuard {
-    fn lock(pool: NonNull<ngx_slab_pool_t>) -> MutexGuard {
-        // SAFETY: the pool's mutex was created by NGINX with the zone.
-        unsafe { ngx_shmtx_lock(&mut (*pool.as_ptr()).mutex) };
-        MutexGuard(pool)
-    }
-}
-
-impl Drop for MutexGuard {
-    fn drop(&mut self) {
-        // SAFETY: locked in `lock` by this guard.
-        unsafe { ngx_shmtx_unlock(&mut (*self.0.as_ptr()).mutex) };
-    }
-}
-
 /// This worker's counter slot.
 fn stat_slot() -> usize {
     // SAFETY: ngx_worker is set once when the worker starts.
     unsafe { nginx_sys::ngx_worker % STAT_SLOTS }
 }
 
-/// The zone while its lock is held; records the hold time when dropped.
+/// The zone while its slab pool's mutex (a spinlock across workers) is
+/// held: keep it briefly. Records the hold time when dropped.
 struct Locked<'a> {
-    pool: *mut ngx_slab_pool_t,
+    pool: &'a SlabPool,
     h: &'a mut ZoneHeader,
     since: Instant,
     // Declared last: released after the hold time is recorded.
-    _guard: MutexGuard,
+    guard: LockedSlabPool,
 }
 
 impl Drop for Locked<'_> {
@@ -331,20 +317,20 @@ impl Zone {
     pub unsafe fn from_shm_zone(shm_zone: *mut ngx_shm_zone_t) -> Option<Zone> {
         let shm_zone = shm_zone.as_ref()?;
         Some(Zone {
-            pool: NonNull::new(shm_zone.shm.addr.cast())?,
+            pool: SlabPool::from_shm_zone(shm_zone)?,
             header: NonNull::new(shm_zone.data.cast())?,
         })
     }
 
     fn lock(&self) -> Locked<'_> {
-        let guard = MutexGuard::lock(self.pool);
+        let guard = self.pool.lock();
         Locked {
-            pool: self.pool.as_ptr(),
+            pool: &self.pool,
             // SAFETY: the zone was initialized by `init_zone`; the slab mutex,
             // held from here on, serializes every access to the header.
             h: unsafe { &mut *self.header.as_ptr() },
             since: Instant::now(),
-            _guard: guard,
+            guard,
         }
     }
 
@@ -587,9 +573,8 @@ impl Zone {
             if start < nbuckets {
                 continue;
             }
-            // SAFETY: the pool header is readable under the lock.
-            let (pstart, pend, pfree) =
-                unsafe { ((*z.pool).start, (*z.pool).end, (*z.pool).pfree) };
+            let pool: &ngx_slab_pool_t = z.pool.as_ref();
+            let (pstart, pend, pfree) = (pool.start, pool.end, pool.pfree);
             let total = (pend as usize).saturating_sub(pstart as usize);
             let free = pfree * page_size();
             let stats = z.h.stats.iter().fold(Stats::default(), |mut sum, s| {
@@ -631,6 +616,13 @@ pub struct Snapshot {
 fn page_size() -> usize {
     // SAFETY: ngx_pagesize is set once at startup.
     unsafe { nginx_sys::ngx_pagesize }
+}
+
+/// The slab layout of an entry of `size` bytes (header + JWT).
+fn entry_layout(size: usize) -> Layout {
+    // Size and alignment are small and valid: `Entry`'s alignment, a size
+    // bounded by an eighth of the zone.
+    Layout::from_size_align(size, align_of::<Entry>()).unwrap_or(Layout::new::<Entry>())
 }
 
 /// # Safety
@@ -755,9 +747,10 @@ impl Locked<'_> {
             if *link == entry {
                 *link = (*entry).next;
             }
+            let size = size_of::<Entry>() + (*entry).jwt_len as usize;
             self.h.entries -= 1;
-            self.h.bytes -= (size_of::<Entry>() + (*entry).jwt_len as usize) as u64;
-            ngx_slab_free_locked(self.pool, entry.cast());
+            self.h.bytes -= size as u64;
+            self.guard.deallocate(e.cast(), entry_layout(size));
         }
     }
 
@@ -791,17 +784,14 @@ impl Locked<'_> {
     /// full. Returns None if nothing is left to evict.
     fn alloc(&mut self, size: usize) -> Option<NonNull<Entry>> {
         // An entry bigger than an eighth of the zone would flush it: skip it.
-        // SAFETY: the pool header is readable under the lock.
-        let zone_bytes =
-            unsafe { ((*self.pool).end as usize).saturating_sub((*self.pool).start as usize) };
+        let pool: &ngx_slab_pool_t = self.pool.as_ref();
+        let zone_bytes = (pool.end as usize).saturating_sub(pool.start as usize);
         if size > zone_bytes / 8 {
             return None;
         }
         loop {
-            // SAFETY: slab allocation under the pool's lock.
-            let p = unsafe { ngx_slab_alloc_locked(self.pool, size) };
-            if let Some(p) = NonNull::new(p.cast::<Entry>()) {
-                return Some(p);
+            if let Ok(p) = self.guard.allocate(entry_layout(size)) {
+                return Some(p.cast::<Entry>());
             }
             let victim = self.oldest()?;
             self.remove(victim);
