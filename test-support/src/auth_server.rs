@@ -261,17 +261,7 @@ impl AuthServer {
             issuer: format!("http://127.0.0.1:{}", addr.port()),
             state: Mutex::new(State::default()),
         });
-        let s = shared.clone();
-        let task = http::runtime().spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                };
-                tokio::spawn(handle_connection(s.clone(), stream));
-            }
-        });
+        let task = http::serve(listener, shared.clone(), handle_connection);
         AuthServer { addr, shared, task }
     }
 

@@ -110,17 +110,7 @@ impl EchoServer {
         let shared = Arc::new(Shared {
             records: Mutex::new(Vec::new()),
         });
-        let s = shared.clone();
-        let task = http::runtime().spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    // E.g. out of file descriptors: back off instead of spinning.
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                };
-                tokio::spawn(handle_connection(s.clone(), stream));
-            }
-        });
+        let task = http::serve(listener, shared.clone(), handle_connection);
         EchoServer { addr, shared, task }
     }
 

@@ -2,9 +2,10 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
 
@@ -33,6 +34,31 @@ pub(crate) fn bind(port: u16) -> (TcpListener, SocketAddr) {
         .unwrap_or_else(|e| panic!("cannot bind 127.0.0.1:{port}: {e}"));
     let addr = listener.local_addr().expect("local_addr");
     (listener, addr)
+}
+
+/// Serves every connection of `listener` (see [`bind`]) with
+/// `handle(shared, stream)` on the shared runtime: the accept loop of all
+/// test servers. Aborting the returned task stops accepting.
+pub(crate) fn serve<S, F, Fut>(
+    listener: TcpListener,
+    shared: Arc<S>,
+    handle: F,
+) -> tokio::task::JoinHandle<()>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    runtime().spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                // E.g. out of file descriptors: back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            };
+            tokio::spawn(handle(shared.clone(), stream));
+        }
+    })
 }
 
 /// A parsed HTTP/1.x request.
