@@ -10,7 +10,7 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -64,33 +64,6 @@ fn warm_cmd(gw: &Gateway, token: &str, sub: &str) -> String {
         .auth
         .sign_jwt(&json!({"sub": sub, "exp": now_secs() + 600}));
     json!({"action": "warm", "token": token, "jwt": jwt, "ttl": 60}).to_string()
-}
-
-/// The PIDs of the two workers once both carry their process title.
-fn workers_of(gw: &Gateway) -> Vec<u32> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let pids = gw.nginx.worker_pids();
-        if pids.len() == 2 {
-            return pids;
-        }
-        assert!(Instant::now() < deadline, "workers: {pids:?}");
-        std::thread::yield_now();
-    }
-}
-
-/// No worker crashed or was respawned, nothing alarming was logged.
-fn assert_no_crash(gw: &Gateway, workers_before: &[u32]) {
-    let log = gw.nginx.error_log();
-    assert!(!log.contains("exited on signal"), "worker crashed:\n{log}");
-    assert!(!log.contains("[alert]"), "alert logged:\n{log}");
-    assert!(!log.contains("[emerg]"), "emerg logged:\n{log}");
-    assert!(!log.contains("panicked"), "panic logged:\n{log}");
-    assert_eq!(
-        gw.nginx.worker_pids(),
-        workers_before,
-        "workers were respawned"
-    );
 }
 
 /// Statistics from `GET /admin`.

@@ -277,15 +277,6 @@ fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
         .unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
-/// No worker crashed or was respawned, nothing alarming was logged.
-fn assert_no_crash(gw: &Gateway, workers_before: &[u32]) {
-    let log = gw.nginx.error_log();
-    assert!(!log.contains("exited on signal"), "worker crashed:\n{log}");
-    assert!(!log.contains("[alert]"), "alert logged:\n{log}");
-    assert!(!log.contains("[emerg]"), "emerg logged:\n{log}");
-    assert_eq!(gw.nginx.worker_pids(), workers_before, "workers respawned");
-}
-
 /// The `sub` of the JWT the echo upstream received in `echoed`; checks it
 /// was the only `Authorization` header and a verified JWT.
 fn forwarded_sub(auth: &AuthServer, echoed: &EchoResponse) -> String {

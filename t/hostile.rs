@@ -98,33 +98,6 @@ fn hostile_gateway(cache: Cache, parts: Parts) -> Gateway {
     gw
 }
 
-/// The PIDs of the two workers once both carry their process title.
-fn workers_of(gw: &Gateway) -> Vec<u32> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let pids = gw.nginx.worker_pids();
-        if pids.len() == 2 {
-            return pids;
-        }
-        assert!(Instant::now() < deadline, "workers: {pids:?}");
-        std::thread::yield_now();
-    }
-}
-
-/// No worker crashed or was respawned, nothing alarming was logged.
-fn assert_no_crash(gw: &Gateway, workers_before: &[u32]) {
-    let log = gw.nginx.error_log();
-    assert!(!log.contains("exited on signal"), "worker crashed:\n{log}");
-    assert!(!log.contains("[alert]"), "alert logged:\n{log}");
-    assert!(!log.contains("[emerg]"), "emerg logged:\n{log}");
-    assert!(!log.contains("panicked"), "panic logged:\n{log}");
-    assert_eq!(
-        gw.nginx.worker_pids(),
-        workers_before,
-        "workers were respawned"
-    );
-}
-
 /// Polls `cond` (bounded by `timeout`); false if it never held.
 fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

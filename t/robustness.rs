@@ -61,34 +61,6 @@ fn assert_bad_gateway(gw: &Gateway, resp: Response, log_line: &str) {
     );
 }
 
-/// The PIDs of the (two, the runner's default) workers once they all carry
-/// their process title: right after start-up a freshly forked worker may
-/// not be listed yet.
-fn workers_of(gw: &Gateway) -> Vec<u32> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let pids = gw.nginx.worker_pids();
-        if pids.len() == 2 {
-            return pids;
-        }
-        assert!(Instant::now() < deadline, "workers: {pids:?}");
-        std::thread::yield_now();
-    }
-}
-
-/// The worker never crashed and nothing alarming was logged.
-fn assert_no_crash(gw: &Gateway, workers_before: &[u32]) {
-    let log = gw.nginx.error_log();
-    assert!(!log.contains("exited on signal"), "worker crashed:\n{log}");
-    assert!(!log.contains("[alert]"), "alert logged:\n{log}");
-    assert!(!log.contains("[emerg]"), "emerg logged:\n{log}");
-    assert_eq!(
-        gw.nginx.worker_pids(),
-        workers_before,
-        "workers were respawned"
-    );
-}
-
 /// Number of lines of the error log containing `needle`.
 fn log_count(gw: &Gateway, needle: &str) -> usize {
     gw.nginx

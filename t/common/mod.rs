@@ -405,3 +405,32 @@ impl Drop for Gateway {
         }
     }
 }
+
+/// The PIDs of the (two, the runner's default) workers once they all carry
+/// their process title: right after start-up a freshly forked worker may
+/// not be listed yet.
+pub fn workers_of(gw: &Gateway) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids = gw.nginx.worker_pids();
+        if pids.len() == 2 {
+            return pids;
+        }
+        assert!(std::time::Instant::now() < deadline, "workers: {pids:?}");
+        std::thread::yield_now();
+    }
+}
+
+/// No worker crashed or was respawned, nothing alarming was logged.
+pub fn assert_no_crash(gw: &Gateway, workers_before: &[u32]) {
+    let log = gw.nginx.error_log();
+    assert!(!log.contains("exited on signal"), "worker crashed:\n{log}");
+    assert!(!log.contains("[alert]"), "alert logged:\n{log}");
+    assert!(!log.contains("[emerg]"), "emerg logged:\n{log}");
+    assert!(!log.contains("panicked"), "panic logged:\n{log}");
+    assert_eq!(
+        gw.nginx.worker_pids(),
+        workers_before,
+        "workers were respawned"
+    );
+}
