@@ -34,11 +34,11 @@ use core::mem::{align_of, offset_of, size_of};
 use core::ptr::{self, NonNull};
 use std::time::Instant;
 
+use nginx_sys::{ngx_int_t, ngx_queue_t, ngx_shm_zone_t, ngx_slab_pool_t, NGX_ERROR, NGX_OK};
+use nginx_sys::{ngx_queue_init, ngx_queue_insert_after, ngx_queue_remove};
 use ngx::allocator::Allocator;
 use ngx::core::slab::LockedSlabPool;
 use ngx::core::SlabPool;
-use nginx_sys::{ngx_int_t, ngx_queue_t, ngx_shm_zone_t, ngx_slab_pool_t, NGX_ERROR, NGX_OK};
-use nginx_sys::{ngx_queue_init, ngx_queue_insert_after, ngx_queue_remove};
 use sha2::{Digest, Sha256};
 
 /// Layout version; a zone of another layout is never reused.

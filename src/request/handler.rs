@@ -124,14 +124,8 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         bearer_value(r, jwt)
     });
     match lookup {
-        Lookup::Jwt(value) => {
-            set_cache_status(r, "HIT");
-            use_jwt(r, conf, value)
-        }
-        Lookup::Inactive => {
-            set_cache_status(r, "NEGATIVE");
-            send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize)
-        }
+        Lookup::Jwt(value) => cache_hit(r, conf, value),
+        Lookup::Inactive => cache_negative(r, conf),
         Lookup::Wait { flight } => {
             let waiting = RequestState::Waiting {
                 key,
@@ -149,6 +143,22 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
             introspect(r, conf, token, Some(Lease::new(zone, key, flight)))
         }
     }
+}
+
+/// A JWT from the zone (`HIT`): forward it.
+unsafe fn cache_hit(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    value: Option<ngx_str_t>,
+) -> ngx_int_t {
+    set_cache_status(r, "HIT");
+    use_jwt(r, conf, value)
+}
+
+/// A remembered inactive token (`NEGATIVE`): 401 without introspection.
+unsafe fn cache_negative(r: *mut ngx_http_request_t, conf: &LocationConf) -> ngx_int_t {
+    set_cache_status(r, "NEGATIVE");
+    send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize)
 }
 
 /// Starts the introspection subrequest; `lease` settles the cache flight
@@ -242,14 +252,8 @@ unsafe fn resume_waiting(
     };
     let now = now_mono();
     match zone.poll(&key, flight, now, |jwt| bearer_value(r, jwt)) {
-        Poll::Jwt(value) => {
-            set_cache_status(r, "HIT");
-            use_jwt(r, conf, value)
-        }
-        Poll::Inactive => {
-            set_cache_status(r, "NEGATIVE");
-            send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize)
-        }
+        Poll::Jwt(value) => cache_hit(r, conf, value),
+        Poll::Inactive => cache_negative(r, conf),
         Poll::Pending if now < deadline => wait(r, ctx),
         Poll::Pending => {
             zone.count_released();
