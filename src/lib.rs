@@ -31,9 +31,9 @@ use core::ptr::addr_of;
 
 use nginx_sys::{
     ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
-    ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, NGX_ERROR, NGX_HTTP_MODULE,
-    NGX_OK,
+    ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE,
 };
+use ngx::core::Status;
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 
 /// The module type used with `ngx`'s configuration helpers.
@@ -50,16 +50,16 @@ impl HttpModule for Module {
         // SAFETY: NGINX calls postconfiguration with a valid conf pointer,
         // once the http block is parsed; the core main conf exists by then.
         let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
-            return NGX_ERROR as ngx_int_t;
+            return Status::NGX_ERROR.into();
         };
         let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
         let h = ngx_array_push(&mut phase.handlers).cast::<ngx_http_handler_pt>();
         if h.is_null() {
-            return NGX_ERROR as ngx_int_t;
+            return Status::NGX_ERROR.into();
         }
         *h = Some(request::handler::access_handler);
         request::capture::install_body_filter();
-        NGX_OK as ngx_int_t
+        Status::NGX_OK.into()
     }
 }
 

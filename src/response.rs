@@ -6,8 +6,9 @@ use core::ptr;
 use nginx_sys::{
     ngx_chain_t, ngx_create_temp_buf, ngx_http_discard_request_body, ngx_http_finalize_request,
     ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push,
-    ngx_str_t, ngx_table_elt_t, NGX_DONE, NGX_ERROR, NGX_HTTP_UNAUTHORIZED, NGX_OK,
+    ngx_str_t, ngx_table_elt_t, NGX_HTTP_UNAUTHORIZED,
 };
+use ngx::core::Status;
 
 use crate::conf::LocationConf;
 use crate::www_authenticate::error_body;
@@ -34,17 +35,17 @@ pub unsafe fn send_error(
     status: usize,
 ) -> ngx_int_t {
     let rc = ngx_http_discard_request_body(r);
-    if rc != NGX_OK as ngx_int_t {
+    if rc != Status::NGX_OK.0 {
         ngx_http_finalize_request(r, rc);
-        return NGX_DONE as ngx_int_t;
+        return Status::NGX_DONE.into();
     }
     if status == NGX_HTTP_UNAUTHORIZED as usize && !add_www_authenticate(r, &conf.challenge) {
-        ngx_http_finalize_request(r, NGX_ERROR as ngx_int_t);
-        return NGX_DONE as ngx_int_t;
+        ngx_http_finalize_request(r, Status::NGX_ERROR.into());
+        return Status::NGX_DONE.into();
     }
     let rc = send_json(r, status, error_body(status).as_bytes());
     ngx_http_finalize_request(r, rc);
-    NGX_DONE as ngx_int_t
+    Status::NGX_DONE.into()
 }
 
 /// Sends `status` with a JSON `body` (copied into the request pool);
@@ -75,15 +76,15 @@ pub unsafe fn send_body(
     out.content_length_n = body.len() as _;
 
     let rc = ngx_http_send_header(r);
-    if rc == NGX_ERROR as ngx_int_t
-        || rc > NGX_OK as ngx_int_t
+    if rc == Status::NGX_ERROR.0
+        || rc > Status::NGX_OK.into()
         || (*r).header_only() != 0
         || body.is_empty()
     {
         return rc;
     }
     let Some(b) = ngx_create_temp_buf((*r).pool, body.len()).as_mut() else {
-        return NGX_ERROR as ngx_int_t;
+        return Status::NGX_ERROR.into();
     };
     ptr::copy_nonoverlapping(body.as_ptr(), b.pos, body.len());
     b.last = b.pos.add(body.len());

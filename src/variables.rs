@@ -6,8 +6,9 @@ use core::ptr;
 
 use nginx_sys::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_value_t, ngx_int_t,
-    ngx_str_t, NGX_ERROR, NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
+    ngx_str_t, NGX_HTTP_VAR_NOCACHEABLE,
 };
+use ngx::core::Status;
 
 use crate::ffi_guard::guard;
 use crate::request::state::note;
@@ -25,11 +26,11 @@ pub unsafe extern "C" fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
     };
     let var = ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as _);
     let Some(var) = var.as_mut() else {
-        return NGX_ERROR as ngx_int_t;
+        return Status::NGX_ERROR.into();
     };
     var.get_handler = Some(cache_status);
     var.data = 0;
-    NGX_OK as ngx_int_t
+    Status::NGX_OK.into()
 }
 
 unsafe extern "C" fn cache_status(
@@ -41,7 +42,7 @@ unsafe extern "C" fn cache_status(
     guard(
         log,
         "evaluating $phantom_token_cache_status",
-        NGX_ERROR as ngx_int_t,
+        Status::NGX_ERROR.into(),
         || {
             // SAFETY: NGINX passes a valid request and value slot.
             let v = &mut *v;
@@ -58,7 +59,7 @@ unsafe extern "C" fn cache_status(
                     v.data = ptr::null_mut();
                 }
             }
-            NGX_OK as ngx_int_t
+            Status::NGX_OK.into()
         },
     )
 }

@@ -17,9 +17,10 @@ use serde_json::{json, Value};
 
 use nginx_sys::{
     ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_read_client_request_body,
-    ngx_http_request_t, ngx_int_t, NGX_DONE, NGX_ERROR, NGX_HTTP_GET, NGX_HTTP_HEAD,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE, NGX_OK,
+    ngx_http_request_t, ngx_int_t, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE,
 };
+use ngx::core::Status;
 use ngx::http::HttpModuleLocationConf;
 
 use super::command::{parse_command, Command};
@@ -63,7 +64,7 @@ unsafe fn admin(r: *mut ngx_http_request_t) -> ngx_int_t {
     let method = (*r).method;
     if method == NGX_HTTP_GET as usize || method == NGX_HTTP_HEAD as usize {
         let rc = ngx_http_discard_request_body(r);
-        if rc != NGX_OK as ngx_int_t {
+        if rc != Status::NGX_OK.0 {
             return rc;
         }
         if wants_prometheus((*r).args.as_bytes(), accept_header(r)) {
@@ -74,7 +75,7 @@ unsafe fn admin(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     if method != NGX_HTTP_POST as usize {
         let rc = ngx_http_discard_request_body(r);
-        if rc != NGX_OK as ngx_int_t {
+        if rc != Status::NGX_OK.0 {
             return rc;
         }
         return send_json(
@@ -85,7 +86,7 @@ unsafe fn admin(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     if (*r).headers_in.content_length_n > MAX_ADMIN_BODY as i64 {
         let rc = ngx_http_discard_request_body(r);
-        if rc != NGX_OK as ngx_int_t {
+        if rc != Status::NGX_OK.0 {
             return rc;
         }
         return send_json(r, 400, br#"{"error":"request body too large"}"#);
@@ -94,7 +95,7 @@ unsafe fn admin(r: *mut ngx_http_request_t) -> ngx_int_t {
     if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
         return rc;
     }
-    NGX_DONE as ngx_int_t
+    Status::NGX_DONE.into()
 }
 
 /// Runs once the admin request body is read.
@@ -103,7 +104,7 @@ unsafe extern "C" fn body_read(r: *mut ngx_http_request_t) {
     let rc = guard(
         log,
         "handling a cache admin request",
-        NGX_ERROR as ngx_int_t,
+        Status::NGX_ERROR.into(),
         || {
             let Some((zone, conf)) = zone_and_conf(r) else {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;

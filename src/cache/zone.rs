@@ -34,11 +34,12 @@ use core::mem::{align_of, offset_of, size_of};
 use core::ptr::{self, NonNull};
 use std::time::Instant;
 
-use nginx_sys::{ngx_int_t, ngx_queue_t, ngx_shm_zone_t, ngx_slab_pool_t, NGX_ERROR, NGX_OK};
+use nginx_sys::{ngx_int_t, ngx_queue_t, ngx_shm_zone_t, ngx_slab_pool_t};
 use nginx_sys::{ngx_queue_init, ngx_queue_insert_after, ngx_queue_remove};
 use ngx::allocator::Allocator;
 use ngx::core::slab::LockedSlabPool;
 use ngx::core::SlabPool;
+use ngx::core::Status;
 use sha2::{Digest, Sha256};
 
 /// Layout version; a zone of another layout is never reused.
@@ -244,22 +245,22 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_v
     let old = data.cast::<ZoneHeader>();
     if !old.is_null() && (*old).magic == MAGIC {
         (*shm_zone).data = old.cast();
-        return NGX_OK as ngx_int_t;
+        return Status::NGX_OK.into();
     }
     // The zone memory begins with the slab pool NGINX initialized.
     let shpool = (*shm_zone).shm.addr.cast::<ngx_slab_pool_t>();
     let Some(pool) = SlabPool::from_shm_zone(&*shm_zone) else {
-        return NGX_ERROR as ngx_int_t;
+        return Status::NGX_ERROR.into();
     };
     let mut secret = [0u8; 32];
     if getrandom::getrandom(&mut secret).is_err() {
-        return NGX_ERROR as ngx_int_t;
+        return Status::NGX_ERROR.into();
     }
     let locked = pool.lock();
     // Layouts with the header's alignment (64, for the counters): the slab
     // allocator checks it.
     let Ok(header) = locked.allocate(Layout::new::<ZoneHeader>()) else {
-        return NGX_ERROR as ngx_int_t;
+        return Status::NGX_ERROR.into();
     };
     let header = header.as_ptr().cast::<ZoneHeader>();
     ptr::write_bytes(header, 0, 1);
@@ -269,7 +270,7 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_v
         .map_err(|_| ())
         .and_then(|layout| locked.allocate(layout).map_err(|_| ()))
     else {
-        return NGX_ERROR as ngx_int_t;
+        return Status::NGX_ERROR.into();
     };
     let buckets = buckets.as_ptr().cast::<*mut Entry>();
     ptr::write_bytes(buckets, 0, nbuckets);
@@ -282,7 +283,7 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, data: *mut c_v
     // Allocation failures are handled by eviction: don't log them as crit.
     (*shpool).set_log_nomem(0);
     (*shm_zone).data = header.cast();
-    NGX_OK as ngx_int_t
+    Status::NGX_OK.into()
 }
 
 /// This worker's counter slot.

@@ -13,8 +13,9 @@
 
 use nginx_sys::{
     ngx_chain_t, ngx_http_output_body_filter_pt, ngx_http_request_t, ngx_http_top_body_filter,
-    ngx_int_t, NGX_ERROR, NGX_OK,
+    ngx_int_t,
 };
+use ngx::core::Status;
 
 use super::state::{CapturedResponse, RequestCtx};
 use super::subrequest::is_ours;
@@ -72,20 +73,20 @@ unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, chain: *mut ngx_cha
             return guard(
                 log,
                 "reading the introspection response",
-                NGX_ERROR as ngx_int_t,
+                Status::NGX_ERROR.into(),
                 || {
                     match origin {
                         Origin::Introspection(ctx) => collect(r, &mut (*ctx).response, chain),
                         _ => collect_nothing(chain),
                     }
-                    NGX_OK as ngx_int_t
+                    Status::NGX_OK.into()
                 },
             );
         }
     }
     match NEXT_BODY_FILTER {
         Some(next) => next(r, chain),
-        None => NGX_ERROR as ngx_int_t,
+        None => Status::NGX_ERROR.into(),
     }
 }
 

@@ -6,10 +6,11 @@ use core::cell::RefCell;
 use nginx_sys::{
     ngx_add_timer, ngx_handle_read_event, ngx_handle_write_event, ngx_http_block_reading,
     ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_request_t, ngx_http_test_reading,
-    ngx_int_t, ngx_msec_t, ngx_pnalloc, ngx_str_t, NGX_AGAIN, NGX_DECLINED, NGX_HTTP_BAD_GATEWAY,
+    ngx_int_t, ngx_msec_t, ngx_pnalloc, ngx_str_t, NGX_HTTP_BAD_GATEWAY,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS,
-    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
+    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ERR, NGX_LOG_WARN,
 };
+use ngx::core::Status;
 use ngx::http::HttpModuleLocationConf;
 use ngx::{ngx_log_debug, ngx_log_error};
 
@@ -74,23 +75,23 @@ unsafe fn set_cache_status(r: *mut ngx_http_request_t, status: &'static str) {
 unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
     let request = ngx::http::Request::from_ngx_http_request(r);
     let Some(conf) = Module::location_conf(request) else {
-        return NGX_DECLINED as ngx_int_t;
+        return Status::NGX_DECLINED.into();
     };
     if !conf.enabled() {
         debug!(r, "Module disabled");
-        return NGX_DECLINED as ngx_int_t;
+        return Status::NGX_DECLINED.into();
     }
     if let Some(ctx) = state::context(r) {
         return match ctx.state {
             RequestState::Waiting { .. } => resume_waiting(r, conf, ctx),
             // Woken before the subrequest ended: keep waiting for it.
-            RequestState::Introspecting { .. } => NGX_AGAIN as ngx_int_t,
+            RequestState::Introspecting { .. } => Status::NGX_AGAIN.into(),
             RequestState::Done { .. } => finish(r, conf, ctx),
         };
     }
     if state::note(r).is_some_and(|n| n.authorized) {
         debug!(r, "Token already introspected for this request");
-        return NGX_OK as ngx_int_t;
+        return Status::NGX_OK.into();
     }
     if (*r).method == NGX_HTTP_OPTIONS as usize {
         return NGX_HTTP_NO_CONTENT as ngx_int_t;
@@ -180,7 +181,7 @@ unsafe fn introspect(
     };
     let body = introspection_body(token);
     match subrequest::start(r, ctx, conf, endpoint, body.as_bytes()) {
-        Ok(()) => NGX_AGAIN as ngx_int_t,
+        Ok(()) => Status::NGX_AGAIN.into(),
         Err(e) => {
             log_own!(NGX_LOG_ERR, r, "{e}");
             // Releases the flight (its waiters introspect by themselves).
@@ -201,7 +202,7 @@ const MAX_POLL_MS: ngx_msec_t = 32;
 /// re-enters the access phase when the timer fires.
 unsafe fn wait(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
     let RequestState::Waiting { delay, .. } = &mut ctx.state else {
-        return NGX_AGAIN as ngx_int_t;
+        return Status::NGX_AGAIN.into();
     };
     let wev = (*(*r).connection).write;
     (*wev).set_delayed(1);
@@ -209,19 +210,19 @@ unsafe fn wait(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
     *delay = (*delay * 2).min(MAX_POLL_MS);
     (*r).read_event_handler = Some(ngx_http_test_reading);
     (*r).write_event_handler = Some(wake_up);
-    NGX_AGAIN as ngx_int_t
+    Status::NGX_AGAIN.into()
 }
 
 /// Write event handler of a waiting request.
 unsafe extern "C" fn wake_up(r: *mut ngx_http_request_t) {
     let wev = (*(*r).connection).write;
     if (*wev).delayed() != 0 {
-        if ngx_handle_write_event(wev, 0) != NGX_OK as ngx_int_t {
+        if ngx_handle_write_event(wev, 0) != Status::NGX_OK.0 {
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
         }
         return;
     }
-    if ngx_handle_read_event((*(*r).connection).read, 0) != NGX_OK as ngx_int_t {
+    if ngx_handle_read_event((*(*r).connection).read, 0) != Status::NGX_OK.0 {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
         return;
     }
@@ -245,7 +246,7 @@ unsafe fn resume_waiting(
         ..
     } = ctx.state
     else {
-        return NGX_AGAIN as ngx_int_t;
+        return Status::NGX_AGAIN.into();
     };
     let Some(zone) = conf.cache() else {
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
@@ -353,7 +354,7 @@ unsafe fn forward_jwt(
             resp.max
         ));
     }
-    if !resp.ended || resp.failed || resp.read_failed || resp.rc != NGX_OK as ngx_int_t {
+    if !resp.ended || resp.failed || resp.read_failed || resp.rc != Status::NGX_OK.0 {
         return bad_gateway(format_args!(
             "an incomplete response (rc: {}, ended: {}, read failed: {})",
             resp.rc,
@@ -424,5 +425,5 @@ unsafe fn use_jwt(
         "Forwarding a JWT of {} bytes to the upstream",
         value.len - 7
     );
-    NGX_OK as ngx_int_t
+    Status::NGX_OK.into()
 }

@@ -140,10 +140,12 @@ impl Drop for Lease {
     }
 }
 
-/// The module context of `r`, if this module set one.
+/// The module context of `r`, if this module set one. (`ngx`'s
+/// `Request::get_module_ctx` hands out a shared reference; the request's
+/// state changes in place, so the slot is read here.)
 ///
 /// # Safety
-/// `r` must be a valid request.
+/// `r` must be a valid request; no other reference to its context may live.
 pub unsafe fn context<'a>(r: *mut ngx_http_request_t) -> Option<&'a mut RequestCtx> {
     let slot = (*r).ctx.add(Module::module().ctx_index);
     (*slot).cast::<RequestCtx>().as_mut()
@@ -179,7 +181,7 @@ pub unsafe fn set_context<'a>(
         },
     };
     let ctx = pool_box((*r).pool, ctx)?;
-    *(*r).ctx.add(Module::module().ctx_index) = ctx.cast();
+    ngx::http::Request::from_ngx_http_request(r).set_module_ctx(ctx.cast(), Module::module());
     ctx.as_mut()
 }
 

@@ -9,10 +9,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use nginx_sys::{
     ngx_alloc_chain_link, ngx_create_temp_buf, ngx_http_post_subrequest_t, ngx_http_request_body_t,
     ngx_http_request_t, ngx_http_subrequest, ngx_int_t, ngx_list_init, ngx_list_push, ngx_pcalloc,
-    ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE,
-    NGX_HTTP_SUBREQUEST_WAITED, NGX_LOG_ALERT, NGX_OK,
+    ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE,
+    NGX_HTTP_SUBREQUEST_WAITED, NGX_LOG_ALERT,
 };
-use ngx::ngx_log_error;
+use ngx::core::Status;
+use ngx::{ngx_log_error, ngx_string};
 
 use super::state::{RequestCtx, RequestState};
 use crate::cache::policy::CacheControl;
@@ -28,7 +29,6 @@ impl core::fmt::Display for StartError {
     }
 }
 
-static POST_METHOD: &[u8] = b"POST";
 const ACCEPT: (&[u8], &[u8]) = (b"Accept", b"application/jwt");
 const CONTENT_TYPE: (&[u8], &[u8]) = (b"Content-Type", b"application/x-www-form-urlencoded");
 
@@ -66,7 +66,7 @@ pub unsafe fn start(
         ps,
         NGX_HTTP_SUBREQUEST_WAITED as ngx_uint_t,
     );
-    if rc != NGX_OK as ngx_int_t || sr.is_null() {
+    if rc != Status::NGX_OK.0 || sr.is_null() {
         return Err(StartError("ngx_http_subrequest failed"));
     }
 
@@ -74,10 +74,7 @@ pub unsafe fn start(
     // untouched (and unread) for the upstream.
     (*sr).request_body = request_body;
     (*sr).method = NGX_HTTP_POST as ngx_uint_t;
-    (*sr).method_name = ngx_str_t {
-        len: POST_METHOD.len(),
-        data: POST_METHOD.as_ptr().cast_mut(),
-    };
+    (*sr).method_name = ngx_string!("POST");
     (*sr).headers_in.content_length_n = body.len() as _;
     (*sr).headers_in.set_chunked(0);
 
@@ -131,8 +128,7 @@ unsafe fn form_body(
 unsafe fn own_headers(sr: *mut ngx_http_request_t, headers: &[(&[u8], &[u8])]) -> bool {
     let pool = (*sr).pool;
     let list = &mut (*sr).headers_in.headers;
-    if ngx_list_init(list, pool, headers.len(), size_of::<ngx_table_elt_t>()) != NGX_OK as ngx_int_t
-    {
+    if ngx_list_init(list, pool, headers.len(), size_of::<ngx_table_elt_t>()) != Status::NGX_OK.0 {
         return false;
     }
     for (key, value) in headers {
@@ -174,8 +170,8 @@ unsafe extern "C" fn post_subrequest(
             // The client request must still end: it answers 500 when woken.
             (*ctx).response.internal_error = true;
             mark_done(&mut *ctx);
-            if rc == NGX_ERROR as ngx_int_t {
-                NGX_OK as ngx_int_t
+            if rc == Status::NGX_ERROR.0 {
+                Status::NGX_OK.into()
             } else {
                 rc
             }
@@ -208,12 +204,12 @@ unsafe fn record(sr: *mut ngx_http_request_t, ctx: &mut RequestCtx, rc: ngx_int_
         // error_page redirect or its own error page): capture that one.
         resp.restart();
     }
-    if rc == NGX_ERROR as ngx_int_t && (*(*sr).connection).error() == 0 {
+    if rc == Status::NGX_ERROR.0 && (*(*sr).connection).error() == 0 {
         // Left as is, NGX_ERROR from a subrequest terminates the client
         // request without any answer. Record the failure (502) and let the
         // subrequest end normally instead.
         resp.failed = true;
-        return NGX_OK as ngx_int_t;
+        return Status::NGX_OK.into();
     }
     rc
 }
