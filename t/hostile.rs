@@ -175,47 +175,6 @@ fn assert_cached_since(gw: &Gateway, cache: Cache, n: usize, what: &str) {
     }
 }
 
-/// `GET /api/x` over a fresh raw connection with these extra header lines
-/// (each ending in CRLF); returns status, headers and body.
-fn raw_get(gw: &Gateway, header_lines: &[u8]) -> (u16, Vec<(String, String)>, String) {
-    let mut req = b"GET /api/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_vec();
-    req.extend_from_slice(header_lines);
-    req.extend_from_slice(b"\r\n");
-    parse_raw_response(&raw_request(gw.nginx.port(), &req))
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// Decodes an `application/x-www-form-urlencoded` value into raw bytes.
-fn form_decode(value: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < value.len() {
-        match value[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                value.get(i + 1).copied().and_then(hex),
-                value.get(i + 2).copied().and_then(hex),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------
 // Headers
 // ---------------------------------------------------------------------------
