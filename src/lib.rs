@@ -16,6 +16,7 @@
 pub mod bearer;
 pub mod buffers;
 pub mod cache;
+pub mod claims;
 pub mod conf;
 pub mod decision;
 mod ffi_guard;

@@ -6,6 +6,8 @@
 mod bearer;
 #[path = "../src/cache/policy.rs"]
 mod cache;
+#[path = "../src/claims.rs"]
+mod claims;
 #[path = "../src/cache/command.rs"]
 mod command;
 #[path = "../src/decision.rs"]

@@ -420,6 +420,12 @@ unsafe fn use_jwt(
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     };
     note.authorized = true;
+    // The JWT is the value after `Bearer ` (for `$phantom_token_jwt`).
+    note.jwt = Some(ngx_str_t {
+        len: value.len - 7,
+        data: value.data.add(7),
+    });
+    note.claims = None;
     debug!(
         r,
         "Forwarding a JWT of {} bytes to the upstream",

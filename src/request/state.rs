@@ -17,7 +17,8 @@ use core::ptr;
 
 use allocator_api2::vec::Vec as PoolVec;
 use nginx_sys::{
-    ngx_http_request_t, ngx_int_t, ngx_msec_t, ngx_pool_cleanup_add, ngx_pool_t, ngx_uint_t, NGX_OK,
+    ngx_http_request_t, ngx_int_t, ngx_msec_t, ngx_pool_cleanup_add, ngx_pool_t, ngx_str_t,
+    ngx_uint_t, NGX_OK,
 };
 use ngx::core::Pool;
 use ngx::http::HttpModule;
@@ -212,9 +213,18 @@ pub struct RequestNote {
     pub authorized: bool,
     /// Value of `$phantom_token_cache_status`.
     pub cache_status: Option<&'static str>,
+    /// The forwarded JWT (in the request pool), once authorized.
+    pub jwt: Option<ngx_str_t>,
+    /// Its claims, decoded on first use by a `$phantom_token_claim_*`.
+    pub claims: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
-unsafe extern "C" fn note_marker(_data: *mut c_void) {}
+/// Pool cleanup of the note: drops it (and marks the cleanup entry as the note's).
+unsafe extern "C" fn note_marker(data: *mut c_void) {
+    // SAFETY: `data` is the note written by `note_mut`, dropped once when
+    // the request's pool is destroyed.
+    unsafe { ptr::drop_in_place(data.cast::<RequestNote>()) }
+}
 
 /// The request's note, if one was made.
 ///
