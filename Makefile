@@ -30,7 +30,7 @@ FUZZ_TIME    ?= 60
 FUZZ_TARGETS ?= bearer cache_control jwt
 FUZZ_CARGO   ?= cargo +nightly
 
-.PHONY: all build module test test-distro deb unit check mutants props-long fuzz run bench bench-flight soak reload-test clean help
+.PHONY: all build module test test-addon test-distro deb unit check mutants props-long fuzz run bench bench-flight soak reload-test clean help
 
 all: build
 
@@ -79,6 +79,9 @@ fuzz: ## Each cargo-fuzz target for FUZZ_TIME s (needs nightly + cargo-fuzz)
 run: build ## Demo gateway on :8080 with the demo AS (:8444) and echo API (:8081)
 	$(CARGO) build --profile $(CARGO_PROFILE) -p test-support --bin demo-servers
 	scripts/run-demo $(CURDIR)/$(OBJS) $(TARGET_DIR)/$(CARGO_OUT)/demo-servers
+
+test-addon: ## NGINX's own build (vendored 1.28, --add-dynamic-module), the suite against it
+	scripts/test-addon
 
 test-distro: ## Build against the distro's NGINX source, run the suite against /usr/sbin/nginx (Debian/Ubuntu, root)
 	scripts/test-distro
