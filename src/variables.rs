@@ -76,23 +76,37 @@ fn set_value(v: &mut ngx_http_variable_value_t, bytes: Option<&[u8]>) {
     }
 }
 
+/// A variable's get handler under the panic guard: `value` gives the bytes
+/// (living as long as the request), `None` (not found) or an error.
+///
+/// # Safety
+/// NGINX's arguments: a valid request and value slot.
+unsafe fn evaluate<'a>(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    what: &str,
+    value: impl FnOnce() -> Result<Option<&'a [u8]>, ()>,
+) -> ngx_int_t {
+    let log = (*(*r).connection).log;
+    guard(log, what, Status::NGX_ERROR.into(), || match value() {
+        Ok(bytes) => {
+            // SAFETY: NGINX passes a valid value slot.
+            set_value(unsafe { &mut *v }, bytes);
+            Status::NGX_OK.into()
+        }
+        Err(()) => Status::NGX_ERROR.into(),
+    })
+}
+
 unsafe extern "C" fn cache_status(
     r: *mut ngx_http_request_t,
     v: *mut ngx_http_variable_value_t,
     _data: usize,
 ) -> ngx_int_t {
-    let log = (*(*r).connection).log;
-    guard(
-        log,
-        "evaluating $phantom_token_cache_status",
-        Status::NGX_ERROR.into(),
-        || {
-            // SAFETY: NGINX passes a valid request and value slot.
-            let status = note((*r).main).and_then(|n| n.cache_status);
-            set_value(&mut *v, status.map(str::as_bytes));
-            Status::NGX_OK.into()
-        },
-    )
+    evaluate(r, v, "evaluating $phantom_token_cache_status", || {
+        let status = note((*r).main).and_then(|n| n.cache_status);
+        Ok(status.map(str::as_bytes))
+    })
 }
 
 /// The forwarded JWT of `r`'s client request (in its pool), if any.
@@ -106,18 +120,10 @@ unsafe extern "C" fn jwt(
     v: *mut ngx_http_variable_value_t,
     _data: usize,
 ) -> ngx_int_t {
-    let log = (*(*r).connection).log;
-    guard(
-        log,
-        "evaluating $phantom_token_jwt",
-        Status::NGX_ERROR.into(),
-        || {
-            // SAFETY: NGINX passes a valid request and value slot; the JWT
-            // lives in the client request's pool.
-            set_value(&mut *v, Some(forwarded_jwt(r).unwrap_or(b"")));
-            Status::NGX_OK.into()
-        },
-    )
+    // The JWT lives in the client request's pool.
+    evaluate(r, v, "evaluating $phantom_token_jwt", || {
+        Ok(Some(forwarded_jwt(r).unwrap_or(b"")))
+    })
 }
 
 /// `$phantom_token_claim_<name>`; `data` is the variable's full name.
@@ -126,38 +132,30 @@ unsafe extern "C" fn claim(
     v: *mut ngx_http_variable_value_t,
     data: usize,
 ) -> ngx_int_t {
-    let log = (*(*r).connection).log;
-    guard(
-        log,
-        "evaluating $phantom_token_claim_",
-        Status::NGX_ERROR.into(),
-        || {
-            // SAFETY: for prefix variables NGINX passes the full variable
-            // name as `data`; the request and the value slot are valid.
-            let v = &mut *v;
-            let name = (data as *const ngx_str_t).as_ref().map(|n| n.as_bytes());
-            let claim_name = name
-                .and_then(|n| n.get(CLAIM_PREFIX.len()..))
-                .and_then(|n| core::str::from_utf8(n).ok());
-            let text = match (claim_name, note((*r).main)) {
-                (Some(claim_name), Some(note)) => {
-                    if note.claims.is_none() {
-                        note.claims = forwarded_jwt(r).and_then(decode_claims).map(Box::new);
-                    }
-                    note.claims
-                        .as_deref()
-                        .map(|claims| claim_text(claims, claim_name))
-                        .unwrap_or_default()
+    evaluate(r, v, "evaluating $phantom_token_claim_", || {
+        // SAFETY: for prefix variables NGINX passes the full variable name
+        // as `data`.
+        let name = (data as *const ngx_str_t).as_ref().map(|n| n.as_bytes());
+        let claim_name = name
+            .and_then(|n| n.get(CLAIM_PREFIX.len()..))
+            .and_then(|n| core::str::from_utf8(n).ok());
+        let text = match (claim_name, note((*r).main)) {
+            (Some(claim_name), Some(note)) => {
+                if note.claims.is_none() {
+                    note.claims = forwarded_jwt(r).and_then(decode_claims).map(Box::new);
                 }
-                _ => String::new(),
-            };
-            let copy = ngx_pnalloc((*r).pool, text.len().max(1)).cast::<u8>();
-            if copy.is_null() {
-                return Status::NGX_ERROR.into();
+                note.claims
+                    .as_deref()
+                    .map(|claims| claim_text(claims, claim_name))
+                    .unwrap_or_default()
             }
-            ptr::copy_nonoverlapping(text.as_ptr(), copy, text.len());
-            set_value(v, Some(core::slice::from_raw_parts(copy, text.len())));
-            Status::NGX_OK.into()
-        },
-    )
+            _ => String::new(),
+        };
+        let copy = ngx_pnalloc((*r).pool, text.len().max(1)).cast::<u8>();
+        if copy.is_null() {
+            return Err(());
+        }
+        ptr::copy_nonoverlapping(text.as_ptr(), copy, text.len());
+        Ok(Some(core::slice::from_raw_parts(copy, text.len())))
+    })
 }
