@@ -56,12 +56,6 @@ const INTROSPECTION_ERROR: &str = "Introspection subrequest returned";
 // Fixture
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cache {
-    Off,
-    On,
-}
-
 impl Cache {
     /// `http`-level lines.
     fn http(self) -> &'static str {
@@ -90,45 +84,11 @@ impl Cache {
     }
 }
 
-/// Generates `<name>::no_cache` and `<name>::cache` tests calling
-/// `name(Cache::Off)` and `name(Cache::On)`.
-macro_rules! with_and_without_cache {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn no_cache() {
-                super::$name(super::Cache::Off)
-            }
-            #[test]
-            fn cache() {
-                super::$name(super::Cache::On)
-            }
-        }
-    )*};
-}
-
 /// The stock error pages of a default `nginx.conf`, and an unprotected location.
 const STOCK_ERROR_PAGE: &str = r#"
         error_page 500 502 503 504 /50x.html;
         location = /50x.html { return 200 "<html>50x</html>"; }
         location = /open { return 200 "open"; }"#;
-
-/// `location NAME { internal; <the 2.0.0 introspection headers>; EXTRA; proxy_pass URL; }`.
-fn introspection_location(auth: &AuthServer, name: &str, url: &str, extra: &str) -> String {
-    format!(
-        r#"
-        location {name} {{
-            internal;
-            proxy_pass_request_headers off;
-            proxy_set_header Accept "application/jwt";
-            proxy_set_header Content-Type "application/x-www-form-urlencoded";
-            proxy_set_header Authorization "{basic}";
-            {extra}
-            proxy_pass {url};
-        }}"#,
-        basic = auth.basic_auth_header()
-    )
-}
 
 /// `location PATH { phantom_token on; phantom_token_introspection_endpoint ENDPOINT; EXTRA; proxy_pass ECHO; }`.
 fn protected_location(echo: &EchoServer, path: &str, endpoint: &str, extra: &str) -> String {

@@ -26,29 +26,6 @@ const AS_DELAY: Duration = Duration::from_millis(500);
 // Fixture: every test runs without and with the cache
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cache {
-    Off,
-    On,
-}
-
-/// Generates `<name>::no_cache` and `<name>::cache` tests calling
-/// `name(Cache::Off)` and `name(Cache::On)`.
-macro_rules! with_and_without_cache {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[test]
-            fn no_cache() {
-                super::$name(super::Cache::Off)
-            }
-            #[test]
-            fn cache() {
-                super::$name(super::Cache::On)
-            }
-        }
-    )*};
-}
-
 with_and_without_cache!(
     duplicate_authorization_is_400_from_nginx_without_introspection,
     a_64k_header_reaches_the_upstream_with_large_buffers,
@@ -479,19 +456,7 @@ fn client_leaving_during_introspection(cache: Cache, rst: bool) {
     // At once, while the abandoned introspection is still running.
     assert_prompt_jwt(&gw, &token, "abort");
     // The abandoned request is finalized.
-    assert!(
-        gw.nginx
-            .wait_for_access_log("GET /api/gone", Duration::from_secs(5)),
-        "abandoned request never finished:\n{}",
-        gw.nginx.error_log()
-    );
-    assert!(
-        gw.nginx
-            .access_log()
-            .contains(r#""GET /api/gone HTTP/1.1" 499 "#),
-        "{}",
-        gw.nginx.access_log()
-    );
+    assert_finalized_with_499(&gw, "/api/gone");
     // Again, once everything is settled: with the cache, the token is then
     // served from the zone (after at most one more introspection, should
     // the abandoned flight not have stored its answer); and a fresh token.

@@ -317,19 +317,7 @@ fn client_leaving_during_introspection_does_not_crash_the_worker() {
     );
     assert_eq!(raw, "", "answered before the AS did");
     // The request is finalized (and logged) once the introspection ends.
-    assert!(
-        gw.nginx
-            .wait_for_access_log("GET /api/gone", Duration::from_secs(5)),
-        "request never finished:\n{}",
-        gw.nginx.error_log()
-    );
-    assert!(
-        gw.nginx
-            .access_log()
-            .contains(r#""GET /api/gone HTTP/1.1" 499 "#),
-        "{}",
-        gw.nginx.access_log()
-    );
+    assert_finalized_with_499(&gw, "/api/gone");
     gw.auth.clear_fault();
     assert_jwt_forwarded(&gw, gw.get_bearer("/api/x", &gw.token()), "alice");
     assert_eq!(

@@ -23,9 +23,14 @@ pub struct Gateway {
 
 /// The 2.0.0-style introspection location `location curity { ... }`.
 pub fn curity_location(auth: &AuthServer, extra: &str) -> String {
+    introspection_location(auth, "curity", &auth.introspection_url(), extra)
+}
+
+/// `location NAME { internal; <the 2.0.0 introspection headers>; EXTRA; proxy_pass URL; }`.
+pub fn introspection_location(auth: &AuthServer, name: &str, url: &str, extra: &str) -> String {
     format!(
         r#"
-        location curity {{
+        location {name} {{
             internal;
             proxy_pass_request_headers off;
             proxy_set_header Accept "application/jwt";
@@ -34,9 +39,55 @@ pub fn curity_location(auth: &AuthServer, extra: &str) -> String {
             {extra}
             proxy_pass {url};
         }}"#,
-        basic = auth.basic_auth_header(),
-        url = auth.introspection_url()
+        basic = auth.basic_auth_header()
     )
+}
+
+/// Whether a test runs without or with the built-in cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cache {
+    /// No cache directives.
+    Off,
+    /// `phantom_token_cache_zone` and `phantom_token_cache`.
+    On,
+}
+
+/// Generates `<name>::no_cache` and `<name>::cache` tests calling
+/// `name(Cache::Off)` and `name(Cache::On)`.
+#[allow(unused_macros)] // not every test file runs both variants
+macro_rules! with_and_without_cache {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn no_cache() {
+                super::$name(super::Cache::Off)
+            }
+            #[test]
+            fn cache() {
+                super::$name(super::Cache::On)
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use with_and_without_cache;
+
+/// The access log shows `GET <request>` ended with 499 (client gone);
+/// bounded wait.
+pub fn assert_finalized_with_499(gw: &Gateway, request: &str) {
+    assert!(
+        gw.nginx
+            .wait_for_access_log(&format!("GET {request}"), Duration::from_secs(5)),
+        "{request}: never finished:\n{}",
+        gw.nginx.error_log()
+    );
+    assert!(
+        gw.nginx
+            .access_log()
+            .contains(&format!(r#""GET {request} HTTP/1.1" 499 "#)),
+        "{}",
+        gw.nginx.access_log()
+    );
 }
 
 /// Extra configuration text for the standard gateway.
