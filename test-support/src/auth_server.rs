@@ -877,7 +877,7 @@ mod tests {
     //! Wire-level self-tests of the body faults (what NGINX would read).
 
     use super::*;
-    use std::io::{Read, Write};
+    use std::io::Write;
 
     /// One HTTP/1.0 introspection of `token` on a raw socket, as NGINX's
     /// proxy module sends it; returns the bytes read and how reading ended.
@@ -892,15 +892,7 @@ mod tests {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", auth.port())).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(req.as_bytes()).unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => return (got, Ok(0)),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) => return (got, Err(e)),
-            }
-        }
+        crate::raw::read_until_closed(&mut s)
     }
 
     /// Splits a response into head (text) and body bytes.

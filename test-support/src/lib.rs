@@ -71,4 +71,4 @@ pub use nginx::{
     client, http2_client, module_path, nginx_binary, workspace_root, ConfigTest, Nginx,
     NginxBuilder,
 };
-pub use raw::{parse_raw_response, raw_request, raw_request_timeout};
+pub use raw::{parse_raw_response, raw_request, raw_request_timeout, read_until_closed};

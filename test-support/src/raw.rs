@@ -45,6 +45,21 @@ pub fn raw_request_timeout(port: u16, bytes: &[u8], timeout: Duration) -> String
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Reads `stream` until the peer closes it (`Ok(0)`) or a read fails (a
+/// reset, the read timeout); returns the bytes and how reading ended, so a
+/// test can tell a clean close from a reset.
+pub fn read_until_closed(stream: &mut TcpStream) -> (Vec<u8>, std::io::Result<usize>) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, Ok(0)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return (got, Err(e)),
+        }
+    }
+}
+
 /// Whether `data` holds at least one complete HTTP response (ignoring
 /// interim 1xx responses).
 fn response_complete(data: &[u8]) -> bool {

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 use test_support::{
-    client, parse_raw_response, raw_request, AuthServer, Fault, CLIENT_ID, CLIENT_SECRET, JWT_KID,
+    client, parse_raw_response, raw_request, read_until_closed, AuthServer, Fault, CLIENT_ID,
+    CLIENT_SECRET, JWT_KID,
 };
 
 fn introspect(auth: &AuthServer, body: &str) -> reqwest::blocking::Response {
@@ -292,15 +293,7 @@ fn raw_exchange(auth: &AuthServer) -> (Vec<u8>, std::io::Result<usize>) {
     let mut s = TcpStream::connect(("127.0.0.1", auth.port())).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(&raw_introspection(auth, &token)).unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return (got, Ok(0)),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => return (got, Err(e)),
-        }
-    }
+    read_until_closed(&mut s)
 }
 
 #[test]
