@@ -391,12 +391,8 @@ impl Zone {
         } else {
             z.stats().misses += 1;
         }
-        z.stats().introspections += 1;
-        z.h.last_flight += 1;
-        let flight = z.h.last_flight;
-        let stored = z.insert(key, EntryKind::Pending, b"", now + lock_ms, flight);
         Lookup::Lead {
-            flight: if stored { flight } else { 0 },
+            flight: z.start_flight(key, now, lock_ms),
             expired,
         }
     }
@@ -448,11 +444,7 @@ impl Zone {
             }
             z.remove(e);
         }
-        z.stats().introspections += 1;
-        z.h.last_flight += 1;
-        let flight = z.h.last_flight;
-        z.insert(key, EntryKind::Pending, b"", now + lock_ms, flight)
-            .then_some(flight)
+        Some(z.start_flight(key, now, lock_ms)).filter(|&flight| flight != 0)
     }
 
     /// Counts a waiting request that gave up at its deadline.
@@ -682,6 +674,20 @@ impl Locked<'_> {
         // SAFETY: live entry of this zone.
         let entry = unsafe { e.as_ref() };
         entry.kind == EntryKind::Jwt && entry.expires > now
+    }
+
+    /// Inserts the pending marker of a new flight for `key`, valid until
+    /// `now + lock_ms`; returns its number (0: the marker could not be
+    /// stored, so the flight's result will not be either).
+    fn start_flight(&mut self, key: &CacheKey, now: u64, lock_ms: u64) -> u64 {
+        self.stats().introspections += 1;
+        self.h.last_flight += 1;
+        let flight = self.h.last_flight;
+        if self.insert(key, EntryKind::Pending, b"", now + lock_ms, flight) {
+            flight
+        } else {
+            0
+        }
     }
 
     /// Counts a hit on `e` and lets `on_hit` copy its JWT out.
