@@ -3,6 +3,7 @@
 //! Directive handlers live in [`directives`]; merge logic sits next to the
 //! struct, as in NGINX's own modules.
 
+pub mod authz;
 pub mod directives;
 
 use nginx_sys::{ngx_array_t, ngx_flag_t, ngx_msec_t, ngx_shm_zone_t, ngx_str_t, NGX_CONF_UNSET};
@@ -60,6 +61,8 @@ pub struct LocationConf {
     /// key: locations sharing a zone never share answers of different
     /// authorization servers. Computed at merge time.
     pub endpoint_id: u64,
+    /// `phantom_token_require` lines of this location (`None`: inherited).
+    pub requirements: Option<Vec<crate::authz::Requirement>>,
 }
 
 impl Default for LocationConf {
@@ -81,6 +84,7 @@ impl Default for LocationConf {
             admin_zone: core::ptr::null_mut(),
             admin: false,
             endpoint_id: 0,
+            requirements: None,
         }
     }
 }
@@ -195,6 +199,9 @@ impl Merge for LocationConf {
         );
         if self.admin && self.admin_zone.is_null() {
             self.admin_zone = self.cache_zone;
+        }
+        if self.requirements.is_none() {
+            self.requirements = prev.requirements.clone();
         }
         self.challenge = bearer_challenge(self.realm.as_bytes(), &self.effective_scopes());
         Ok(())

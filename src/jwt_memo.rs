@@ -17,50 +17,79 @@ pub const SLOTS: usize = 32;
 /// Largest JWT kept in the memo.
 pub const MAX_MEMO_JWT: usize = 2048;
 
-/// One remembered JWT and its `exp`.
-type Slot = Option<(Box<[u8]>, Option<u64>)>;
+/// A per-worker memo of values computed from JWT bytes: each of [`SLOTS`]
+/// slots, chosen by the JWT's last bytes, holds one JWT (up to
+/// [`MAX_MEMO_JWT`] bytes) and its value.
+pub struct Memo<V> {
+    slots: Vec<Option<(Box<[u8]>, V)>>,
+}
 
-/// The memo: each slot holds one accepted JWT and its `exp`.
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Memo { slots: Vec::new() }
+    }
+}
+
+impl<V: Clone> Memo<V> {
+    /// The value remembered for `jwt`, else `compute(jwt)`, remembered when
+    /// it is `Ok` and `jwt` is small enough.
+    pub fn get_or_try<E>(
+        &mut self,
+        jwt: &[u8],
+        compute: impl FnOnce(&[u8]) -> Result<V, E>,
+    ) -> Result<V, E> {
+        if jwt.len() > MAX_MEMO_JWT || jwt.len() < 8 {
+            return compute(jwt);
+        }
+        let slot = slot_of(jwt);
+        if let Some(Some((held, value))) = self.slots.get(slot) {
+            if **held == *jwt {
+                return Ok(value.clone());
+            }
+        }
+        let value = compute(jwt)?;
+        if self.slots.len() < SLOTS {
+            self.slots.resize_with(SLOTS, || None);
+        }
+        self.slots[slot] = Some((jwt.into(), value.clone()));
+        Ok(value)
+    }
+
+    /// Whether `jwt` is remembered (for tests of the memory bound).
+    pub fn holds(&self, jwt: &[u8]) -> bool {
+        jwt.len() >= 8
+            && self
+                .slots
+                .get(slot_of(jwt))
+                .is_some_and(|s| s.as_ref().is_some_and(|(held, _)| **held == *jwt))
+    }
+}
+
+/// The memo of accepted JWTs: each slot holds one JWT that passed
+/// [`check_compact_jwt`] and its `exp`.
 #[derive(Default)]
 pub struct JwtMemo {
-    slots: Vec<Slot>,
+    memo: Memo<Option<u64>>,
 }
 
 impl JwtMemo {
     /// An empty memo.
     pub fn new() -> JwtMemo {
-        JwtMemo { slots: Vec::new() }
+        JwtMemo::default()
     }
 
     /// [`check_compact_jwt`], answered from the memo when `body` was
     /// accepted before.
     pub fn check(&mut self, body: &[u8]) -> Result<JwtClaims, JwtShapeError> {
-        if body.len() > MAX_MEMO_JWT || body.len() < 8 {
-            return check_compact_jwt(body);
-        }
-        let slot = slot_of(body);
-        if let Some(Some((jwt, exp))) = self.slots.get(slot) {
-            if **jwt == *body {
-                return Ok(JwtClaims { exp: *exp });
-            }
-        }
-        let claims = check_compact_jwt(body)?;
-        if self.slots.len() < SLOTS {
-            self.slots.resize_with(SLOTS, || None);
-        }
-        self.slots[slot] = Some((body.into(), claims.exp));
-        Ok(claims)
+        let exp = self
+            .memo
+            .get_or_try(body, |body| check_compact_jwt(body).map(|c| c.exp))?;
+        Ok(JwtClaims { exp })
     }
-}
 
-impl JwtMemo {
     /// Whether `body` is remembered (for tests of the memory bound).
     pub fn holds(&self, body: &[u8]) -> bool {
-        body.len() >= 8
-            && self
-                .slots
-                .get(slot_of(body))
-                .is_some_and(|s| s.as_ref().is_some_and(|(jwt, _)| **jwt == *body))
+        self.memo.holds(body)
     }
 }
 

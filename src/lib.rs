@@ -13,6 +13,7 @@
 #![allow(static_mut_refs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod authz;
 pub mod bearer;
 pub mod buffers;
 pub mod cache;

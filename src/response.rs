@@ -6,10 +6,11 @@ use core::ptr;
 use nginx_sys::{
     ngx_chain_t, ngx_create_temp_buf, ngx_http_discard_request_body, ngx_http_finalize_request,
     ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push,
-    ngx_str_t, ngx_table_elt_t, NGX_HTTP_UNAUTHORIZED,
+    ngx_str_t, ngx_table_elt_t, NGX_HTTP_FORBIDDEN, NGX_HTTP_UNAUTHORIZED,
 };
 use ngx::core::Status;
 
+use crate::authz::{insufficient_scope_challenge, FORBIDDEN_BODY};
 use crate::conf::LocationConf;
 use crate::www_authenticate::error_body;
 
@@ -44,6 +45,32 @@ pub unsafe fn send_error(
         return Status::NGX_DONE.into();
     }
     let rc = send_json(r, status, error_body(status).as_bytes());
+    ngx_http_finalize_request(r, rc);
+    Status::NGX_DONE.into()
+}
+
+/// Sends the 403 of an unmet `phantom_token_require` rule, with
+/// `WWW-Authenticate: Bearer realm="…", error="insufficient_scope",
+/// scope="<scopes>"`, and finalizes the request; returns `NGX_DONE`.
+///
+/// # Safety
+/// `r` must be a valid main request in the access phase.
+pub unsafe fn send_forbidden(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    scopes: &str,
+) -> ngx_int_t {
+    let rc = ngx_http_discard_request_body(r);
+    if rc != Status::NGX_OK.0 {
+        ngx_http_finalize_request(r, rc);
+        return Status::NGX_DONE.into();
+    }
+    let challenge = insufficient_scope_challenge(conf.realm.as_bytes(), scopes);
+    if !add_www_authenticate(r, &challenge) {
+        ngx_http_finalize_request(r, Status::NGX_ERROR.into());
+        return Status::NGX_DONE.into();
+    }
+    let rc = send_json(r, NGX_HTTP_FORBIDDEN as usize, FORBIDDEN_BODY.as_bytes());
     ngx_http_finalize_request(r, rc);
     Status::NGX_DONE.into()
 }

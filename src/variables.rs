@@ -21,8 +21,9 @@ use nginx_sys::{
 };
 use ngx::core::Status;
 
-use crate::claims::{claim_text, decode_claims};
+use crate::claims::claim_text;
 use crate::ffi_guard::guard;
+use crate::request::authorize::request_claims;
 use crate::request::state::note;
 
 type GetHandler = unsafe extern "C" fn(
@@ -139,16 +140,8 @@ unsafe extern "C" fn claim(
         let claim_name = name
             .and_then(|n| n.get(CLAIM_PREFIX.len()..))
             .and_then(|n| core::str::from_utf8(n).ok());
-        let text = match (claim_name, note((*r).main)) {
-            (Some(claim_name), Some(note)) => {
-                if note.claims.is_none() {
-                    note.claims = forwarded_jwt(r).and_then(decode_claims).map(Box::new);
-                }
-                note.claims
-                    .as_deref()
-                    .map(|claims| claim_text(claims, claim_name))
-                    .unwrap_or_default()
-            }
+        let text = match (claim_name, request_claims(r)) {
+            (Some(claim_name), Some(claims)) => claim_text(&claims, claim_name),
             _ => String::new(),
         };
         let copy = ngx_pnalloc((*r).pool, text.len().max(1)).cast::<u8>();

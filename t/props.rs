@@ -10,6 +10,9 @@
 //! the long run (`make props-long`) sets `PROPTEST_CASES=100000`, which
 //! proptest's default configuration reads from the environment.
 
+#[path = "../src/authz/mod.rs"]
+#[allow(dead_code)] // the handler uses the rest
+mod authz;
 #[path = "../src/bearer.rs"]
 mod bearer;
 #[path = "../src/cache/policy.rs"]
@@ -901,5 +904,73 @@ proptest! {
         segments[usize::from(in_payload)] = b64(format!("{payload}{trailing}"));
         let body = segments.join(".");
         prop_assert_eq!(jwt::check_compact_jwt(body.as_bytes()), malformed());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// `phantom_token_require` rules: any text parses or fails cleanly; a rule
+// printed back parses to the same tree.
+
+use authz::rule::{self, Rule};
+
+/// A scope or claim value: plain words, keywords, and any text at all.
+fn rule_word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z][a-z0-9:/._-]{0,8}",
+        Just("and".to_string()),
+        Just("or".to_string()),
+        Just("not".to_string()),
+        ".{1,6}",
+    ]
+}
+
+fn rule_tree() -> impl Strategy<Value = Rule> {
+    let leaf = prop_oneof![
+        rule_word().prop_map(Rule::Scope),
+        (
+            vec("[a-z_][a-z0-9_]{0,5}", 1..4),
+            prop_oneof![rule_word(), Just(String::new())]
+        )
+            .prop_map(|(path, value)| Rule::Claim { path, value }),
+        (".{1,8}", rule_word()).prop_map(|(name, value)| Rule::Claim {
+            path: vec![name],
+            value
+        }),
+    ];
+    leaf.prop_recursive(6, 48, 2, |inner| {
+        prop_oneof![
+            inner.clone().prop_map(|r| Rule::Not(Box::new(r))),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Rule::And(Box::new(a), Box::new(b))),
+            (inner.clone(), inner).prop_map(|(a, b)| Rule::Or(Box::new(a), Box::new(b))),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn rule_parser_never_panics(source in ".{0,64}") {
+        let _ = rule::parse(&source);
+    }
+
+    #[test]
+    fn rule_parser_never_panics_on_its_own_alphabet(
+        source in r#"[()=" \\a-z.]{0,40}|((and|or|not|\(|\)|=|"|x|y\.z| )){0,30}"#
+    ) {
+        if let Ok(rule) = rule::parse(&source) {
+            prop_assert_eq!(rule::parse(&rule.to_source()), Ok(rule));
+        }
+    }
+
+    #[test]
+    fn printed_rules_parse_back_to_the_same_tree(rule in rule_tree()) {
+        let source = rule.to_source();
+        prop_assert_eq!(rule::parse(&source), Ok(rule), "printed as {}", source);
+    }
+
+    #[test]
+    fn errors_point_inside_the_rule(source in ".{0,40}") {
+        if let Err(e) = rule::parse(&source) {
+            prop_assert!(e.position >= 1 && e.position <= source.chars().count() + 1, "{:?}", e);
+        }
     }
 }

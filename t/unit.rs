@@ -2,6 +2,8 @@
 //! rules, decision table). The library itself links against the nginx
 //! binary, so its pure modules are compiled here on their own.
 
+#[path = "../src/authz/mod.rs"]
+mod authz;
 #[path = "../src/bearer.rs"]
 mod bearer;
 #[path = "../src/cache/policy.rs"]

@@ -9,8 +9,9 @@ use base64::Engine;
 use nginx_sys::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_size_slot,
     ngx_conf_set_str_array_slot, ngx_conf_set_str_slot, ngx_conf_t, ngx_str_t, ngx_uint_t,
-    NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG,
+    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE2,
+    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_SRV_CONF,
+    NGX_LOG_EMERG,
 };
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ngx_conf_log_error;
@@ -45,7 +46,7 @@ const fn command(
 }
 
 /// Every directive of the module, NULL-terminated as NGINX expects.
-pub static mut COMMANDS: [ngx_command_t; 14] = [
+pub static mut COMMANDS: [ngx_command_t; 15] = [
     command(
         c"phantom_token",
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -122,6 +123,12 @@ pub static mut COMMANDS: [ngx_command_t; 14] = [
         c"phantom_token_cache_admin",
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
         cache::set_cache_admin,
+        0,
+    ),
+    command(
+        c"phantom_token_require",
+        ANY_LEVEL | NGX_CONF_1MORE,
+        super::authz::set_require,
         0,
     ),
     ngx_command_t::empty(),

@@ -14,6 +14,7 @@ use ngx::core::Status;
 use ngx::http::HttpModuleLocationConf;
 use ngx::{ngx_log_debug, ngx_log_error};
 
+use super::authorize::enforce;
 use super::state::{self, Lease, RequestCtx, RequestState};
 use super::subrequest;
 use crate::bearer::{bearer_token, introspection_body, token_fingerprint};
@@ -406,26 +407,31 @@ unsafe fn bearer_value(r: *mut ngx_http_request_t, jwt: &[u8]) -> Option<ngx_str
     Some(ngx_str_t { len, data })
 }
 
-/// Replaces the client's `Authorization` value with `value` (`Bearer <jwt>`).
+/// Replaces the client's `Authorization` value with `value` (`Bearer <jwt>`)
+/// once the location's rules hold for the token's claims.
 unsafe fn use_jwt(
     r: *mut ngx_http_request_t,
     conf: &LocationConf,
     value: Option<ngx_str_t>,
 ) -> ngx_int_t {
-    let (Some(header), Some(value)) = ((*r).headers_in.authorization.as_mut(), value) else {
+    let (Some(note), Some(value)) = (state::note_mut(r), value) else {
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     };
-    header.value = value;
-    let Some(note) = state::note_mut(r) else {
-        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
-    };
-    note.authorized = true;
     // The JWT is the value after `Bearer ` (for `$phantom_token_jwt`).
     note.jwt = Some(ngx_str_t {
         len: value.len - 7,
         data: value.data.add(7),
     });
     note.claims = None;
+    if let Some(rc) = enforce(r, conf) {
+        return rc;
+    }
+    let (Some(header), Some(note)) = ((*r).headers_in.authorization.as_mut(), state::note_mut(r))
+    else {
+        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+    };
+    header.value = value;
+    note.authorized = true;
     debug!(
         r,
         "Forwarding a JWT of {} bytes to the upstream",

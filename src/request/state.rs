@@ -204,6 +204,9 @@ unsafe fn pool_box<T>(pool: *mut ngx_pool_t, value: T) -> Option<*mut T> {
     Some(p)
 }
 
+/// The claims of a token, shared with the worker's memo.
+pub type Claims = std::rc::Rc<serde_json::Map<String, serde_json::Value>>;
+
 /// Facts about a client request that must survive internal redirects
 /// (which clear module contexts): kept in a pool cleanup entry of the
 /// request, found again by its handler.
@@ -215,8 +218,9 @@ pub struct RequestNote {
     pub cache_status: Option<&'static str>,
     /// The forwarded JWT (in the request pool), once authorized.
     pub jwt: Option<ngx_str_t>,
-    /// Its claims, decoded on first use by a `$phantom_token_claim_*`.
-    pub claims: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// Its claims, decoded on first use (rules, `$phantom_token_claim_*`),
+    /// or given by a JSON introspection answer.
+    pub claims: Option<Claims>,
 }
 
 /// Pool cleanup of the note: drops it (and marks the cleanup entry as the note's).

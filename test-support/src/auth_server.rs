@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{json, Map, Value};
 use tokio::io::AsyncWriteExt;
@@ -14,21 +14,17 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use crate::http::{self, Conn, Request};
+use crate::keys::{self, jwks_json, SigningKey};
 
 /// Client id the gateway (nginx) uses to authenticate to the introspection endpoint.
 pub const CLIENT_ID: &str = "api-gateway";
 /// Client secret matching [`CLIENT_ID`].
 pub const CLIENT_SECRET: &str = "gateway-secret";
-/// `kid` header placed in every JWT the server signs.
+/// `kid` header placed in every JWT the server signs with its default key
+/// ([`SigningKey::Rsa1`]).
 pub const JWT_KID: &str = "test-key-1";
 
-const PRIVATE_KEY_PEM: &str = include_str!("test_key.pem");
 const PUBLIC_KEY_PEM: &str = include_str!("test_key.pub.pem");
-
-fn encoding_key() -> &'static EncodingKey {
-    static KEY: OnceLock<EncodingKey> = OnceLock::new();
-    KEY.get_or_init(|| EncodingKey::from_rsa_pem(PRIVATE_KEY_PEM.as_bytes()).expect("test key"))
-}
 
 fn decoding_key() -> &'static DecodingKey {
     static KEY: OnceLock<DecodingKey> = OnceLock::new();
@@ -190,6 +186,12 @@ struct State {
     /// Every opaque token issued and every JWT signed, in order, no duplicates.
     secrets: Vec<String>,
     secret_set: HashSet<String>,
+    /// Key of the introspection JWTs; `None`: [`SigningKey::Rsa1`].
+    signing_key: Option<SigningKey>,
+    /// Keys `GET /jwks` publishes; `None`: `[Rsa1]`.
+    jwks: Option<Vec<SigningKey>>,
+    /// Status `GET /jwks` answers instead of the JWKS.
+    jwks_status: Option<u16>,
 }
 
 impl State {
@@ -203,6 +205,11 @@ impl State {
         if all.set.insert(secret.to_string()) {
             all.list.push(secret.to_string());
         }
+    }
+
+    /// The key introspection answers are signed with.
+    fn signing_key(&self) -> SigningKey {
+        self.signing_key.unwrap_or(SigningKey::Rsa1)
     }
 }
 
@@ -234,11 +241,30 @@ impl Shared {
 /// Endpoints:
 /// * `POST /introspect` (RFC 7662 with `application/jwt` answers): requires
 ///   `Authorization: Basic base64(CLIENT_ID:CLIENT_SECRET)`; an active token
-///   gives `200` with a compact RS256 JWT of its claims, an unknown, revoked
-///   or expired token gives `204` without body.
+///   gives `200` `Content-Type: application/jwt` with a compact JWT of its
+///   claims, signed with the current signing key (by default
+///   [`SigningKey::Rsa1`], RS256, kid [`JWT_KID`]; see
+///   [`set_signing_key`](Self::set_signing_key)); an unknown, revoked or
+///   expired token gives `204` without body.
+///
+///   JSON mode (plain RFC 7662): when the request's `Accept` header contains
+///   `application/json` and does not contain `application/jwt`, an active
+///   token gives `200` `Content-Type: application/json` with
+///   `{"active":true, ...the token's claims}` and an unknown, revoked or
+///   expired token gives `200` `{"active":false}` (instead of the `204`).
+///   Client authentication, [`set_cache_control`](Self::set_cache_control)
+///   (active answers only) and injected [`Fault`]s apply as in JWT mode; the
+///   body-level faults ([`Fault::Truncate`], [`Fault::ResetMidBody`],
+///   [`Fault::Chunked`], [`Fault::ChunkedTruncated`]) then mangle the JSON
+///   answer of an active token, while [`Fault::Body`] and [`Fault::BigJwt`]
+///   still answer `application/jwt`.
 /// * `POST /token` (`grant_type=client_credentials`, client authentication
 ///   by Basic header or `client_id`/`client_secret` form fields): issues an
 ///   opaque token.
+/// * `GET /jwks`: `200` `Content-Type: application/json` with
+///   [`jwks_json`] of the published keys (by default `[Rsa1]`, see
+///   [`set_jwks`](Self::set_jwks)), or the status set with
+///   [`set_jwks_status`](Self::set_jwks_status).
 ///
 /// Every request on any path is recorded. Dropping the server stops
 /// accepting connections.
@@ -278,6 +304,11 @@ impl AuthServer {
     /// `http://127.0.0.1:PORT/token`.
     pub fn token_url(&self) -> String {
         format!("http://127.0.0.1:{}/token", self.port())
+    }
+
+    /// `http://127.0.0.1:PORT/jwks`.
+    pub fn jwks_url(&self) -> String {
+        format!("http://127.0.0.1:{}/jwks", self.port())
     }
 
     /// The `iss` claim of issued tokens: `http://127.0.0.1:PORT`.
@@ -370,6 +401,37 @@ impl AuthServer {
         self.shared.lock().fault = None;
     }
 
+    /// JWTs issued by subsequent introspections (normal answers and all
+    /// faults that sign, e.g. [`Fault::BigJwt`], [`Fault::Truncate`]) are
+    /// signed with `key` and carry its `kid` and `alg` headers. The default
+    /// is [`SigningKey::Rsa1`].
+    pub fn set_signing_key(&self, key: SigningKey) {
+        self.shared.lock().signing_key = Some(key);
+    }
+
+    /// Sets the keys `GET /jwks` publishes (see [`jwks_json`]), in order;
+    /// the default is `[SigningKey::Rsa1]`.
+    pub fn set_jwks(&self, keys: &[SigningKey]) {
+        self.shared.lock().jwks = Some(keys.to_vec());
+    }
+
+    /// With `Some(status)`, `GET /jwks` answers `status` with a short
+    /// `text/plain` body (none for 204 and 304) instead of the JWKS; `None`
+    /// restores the normal answer.
+    pub fn set_jwks_status(&self, status: Option<u16>) {
+        self.shared.lock().jwks_status = status;
+    }
+
+    /// Number of `GET /jwks` requests received (answered or not), counted
+    /// from the recorded [`requests`](Self::requests), so
+    /// [`reset_records`](Self::reset_records) restarts it.
+    pub fn jwks_count(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.split('?').next() == Some("/jwks"))
+            .count()
+    }
+
     /// All requests received so far, on any path, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared.lock().records.clone()
@@ -392,7 +454,9 @@ impl AuthServer {
     /// duplicates: the opaque tokens it issued ([`issue_token`](Self::issue_token),
     /// [`issue_token_exact`](Self::issue_token_exact), `POST /token`) and every
     /// JWT it signed (introspection answers, including the full JWT of a
-    /// [`Fault::Truncate`]d one, [`Fault::BigJwt`], [`sign_jwt`](Self::sign_jwt)).
+    /// [`Fault::Truncate`]d one, [`Fault::BigJwt`], [`sign_jwt`](Self::sign_jwt),
+    /// [`sign_jwt_with`](Self::sign_jwt_with)) or built
+    /// ([`unsigned_jwt`](Self::unsigned_jwt)).
     /// None of them may ever appear in a log.
     pub fn issued_secrets(&self) -> Vec<String> {
         self.shared.lock().secrets.clone()
@@ -414,19 +478,39 @@ impl AuthServer {
         self.shared.lock().records.clear();
     }
 
-    /// The PEM (SPKI) public key verifying the JWTs.
+    /// The PEM (SPKI) public key verifying the JWTs of the default key
+    /// [`SigningKey::Rsa1`].
     pub fn public_key_pem(&self) -> &'static str {
         PUBLIC_KEY_PEM
     }
 
-    /// Signs `claims` as a compact RS256 JWT with the server key.
+    /// Signs `claims` as a compact RS256 JWT with the default server key
+    /// [`SigningKey::Rsa1`] (kid [`JWT_KID`]), whatever
+    /// [`set_signing_key`](Self::set_signing_key) chose.
     pub fn sign_jwt(&self, claims: &Value) -> String {
-        let jwt = sign(claims);
+        self.sign_jwt_with(SigningKey::Rsa1, None, claims)
+    }
+
+    /// Signs `claims` as a compact JWT with `key` and its algorithm; the
+    /// `kid` header is `kid` if given, else the key's own
+    /// [`kid`](SigningKey::kid). Recorded as an issued secret.
+    pub fn sign_jwt_with(&self, key: SigningKey, kid: Option<&str>, claims: &Value) -> String {
+        let jwt = keys::sign_with(key, kid, claims);
         self.shared.lock().record_secret(&jwt);
         jwt
     }
 
-    /// Verifies the RS256 signature of `jwt` and returns its claims.
+    /// An unsecured JWT of `claims`:
+    /// `base64url({"alg":"none","typ":"JWT"}) + "." + base64url(claims) + "."`
+    /// (empty signature). Recorded as an issued secret.
+    pub fn unsigned_jwt(&self, claims: &Value) -> String {
+        let jwt = keys::unsigned(claims);
+        self.shared.lock().record_secret(&jwt);
+        jwt
+    }
+
+    /// Verifies the RS256 signature of `jwt` with the default key
+    /// [`SigningKey::Rsa1`] and returns its claims.
     /// Expiry and audience are not checked.
     ///
     /// # Panics
@@ -459,14 +543,9 @@ fn basic_auth(id: &str, secret: &str) -> String {
     )
 }
 
-fn sign(claims: &Value) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(JWT_KID.to_string());
-    jsonwebtoken::encode(&header, claims, encoding_key()).expect("JWT signing")
-}
-
-/// A valid JWT of `claims` padded to about `size` bytes.
-fn big_jwt(claims: &Value, size: usize) -> String {
+/// A valid JWT of `claims`, signed with `key`, padded to about `size` bytes.
+fn big_jwt(key: SigningKey, claims: &Value, size: usize) -> String {
+    let sign = |claims: &Value| keys::sign_with(key, None, claims);
     let mut claims = match claims {
         Value::Object(m) => m.clone(),
         _ => Map::new(),
@@ -505,7 +584,7 @@ fn basic_credentials(req: &Request) -> Option<(String, String)> {
     Some((id.to_string(), secret.to_string()))
 }
 
-fn json_headers() -> Vec<(&'static str, String)> {
+fn json_headers() -> Headers {
     vec![
         ("Content-Type", "application/json".to_string()),
         ("Cache-Control", "no-store".to_string()),
@@ -583,6 +662,7 @@ async fn handle_connection(shared: Arc<Shared>, stream: TcpStream) {
         let action = match req.path() {
             "/introspect" => introspect(&shared, &req, token, fault, keep_alive).await,
             "/token" => Action::Respond(token_endpoint(&shared, &req, keep_alive)),
+            "/jwks" => Action::Respond(jwks_endpoint(&shared, &req, keep_alive)),
             _ => Action::Respond(http::response(
                 404,
                 &json_headers(),
@@ -677,11 +757,13 @@ async fn introspect(
             return Action::Respond(http::response(200, &headers, &body, keep_alive));
         }
         Some(Fault::BigJwt(size)) => {
-            let claims = token
-                .as_deref()
-                .and_then(|t| shared.lock().tokens.get(t).cloned())
-                .unwrap_or_else(|| json!({"sub": "alice", "scope": "read write"}));
-            let jwt = big_jwt(&claims, size);
+            let (claims, key) = {
+                let st = shared.lock();
+                let claims = token.as_deref().and_then(|t| st.tokens.get(t).cloned());
+                (claims, st.signing_key())
+            };
+            let claims = claims.unwrap_or_else(|| json!({"sub": "alice", "scope": "read write"}));
+            let jwt = big_jwt(key, &claims, size);
             shared.lock().record_secret(&jwt);
             let headers = [("Content-Type", "application/jwt".to_string())];
             return Action::Respond(http::response(200, &headers, jwt.as_bytes(), keep_alive));
@@ -704,7 +786,7 @@ async fn introspect(
         None => {}
     }
 
-    let (status, headers, body) = introspection_answer(shared, req, token);
+    let (status, headers, body, active) = introspection_answer(shared, req, token);
     let head = http::response_head(status, &headers, body.len(), keep_alive);
     let concat = |head: Vec<u8>, body: &[u8]| {
         let mut bytes = head;
@@ -714,8 +796,8 @@ async fn introspect(
     match mangle {
         Some(Mangle::Split(delay)) => Action::Split { head, body, delay },
         None => Action::Respond(concat(head, &body)),
-        // The body-level faults mangle JWT answers only.
-        Some(_) if status != 200 => Action::Respond(concat(head, &body)),
+        // The body-level faults mangle the answers of active tokens only.
+        Some(_) if !active => Action::Respond(concat(head, &body)),
         Some(Mangle::Truncate(n)) => Action::Script {
             parts: vec![(
                 concat(head, &body[..body.len().saturating_sub(n)]),
@@ -762,61 +844,152 @@ fn chunked_head(status: u16, headers: &[(&str, String)], keep_alive: bool) -> Ve
     out.into_bytes()
 }
 
-/// The normal (fault-free) introspection answer.
+/// Response headers: names and values, in order.
+type Headers = Vec<(&'static str, String)>;
+
+/// Whether the introspection request asks for a JSON answer (RFC 7662
+/// section 2.2) rather than a JWT: its `Accept` contains `application/json`
+/// and not `application/jwt`.
+fn wants_json(req: &Request) -> bool {
+    let accept = req
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(",");
+    accept.contains("application/json") && !accept.contains("application/jwt")
+}
+
+/// The normal (fault-free) introspection answer: status, headers, body and
+/// whether it is the answer of an active token.
 fn introspection_answer(
     shared: &Shared,
     req: &Request,
     token: Option<String>,
-) -> (u16, Vec<(&'static str, String)>, Vec<u8>) {
-    if req.method != "POST" {
-        let mut headers = json_headers();
-        headers.push(("Allow", "POST".to_string()));
-        return (405, headers, br#"{"error":"method_not_allowed"}"#.to_vec());
-    }
-    match basic_credentials(req) {
-        Some((id, secret)) if id == CLIENT_ID && secret == CLIENT_SECRET => {}
-        _ => {
-            let mut headers = json_headers();
-            headers.push(("WWW-Authenticate", "Basic realm=\"introspect\"".to_string()));
-            return (
-                401,
-                headers,
-                br#"{"error":"invalid_client","error_description":"client authentication failed"}"#
-                    .to_vec(),
-            );
-        }
+) -> (u16, Headers, Vec<u8>, bool) {
+    if let Some((status, headers, body)) = introspection_error(req) {
+        return (status, headers, body.to_vec(), false);
     }
     let Some(token) = token else {
         return (
             400,
             json_headers(),
             br#"{"error":"invalid_request","error_description":"missing token"}"#.to_vec(),
+            false,
         );
     };
-    let (claims, cache_control) = {
+    token_answer(shared, req, token)
+}
+
+/// The error answer of a request with a wrong method or failing client
+/// authentication, if it is one.
+fn introspection_error(req: &Request) -> Option<(u16, Headers, &'static [u8])> {
+    if req.method != "POST" {
+        let mut headers = json_headers();
+        headers.push(("Allow", "POST".to_string()));
+        return Some((405, headers, br#"{"error":"method_not_allowed"}"#));
+    }
+    match basic_credentials(req) {
+        Some((id, secret)) if id == CLIENT_ID && secret == CLIENT_SECRET => {}
+        _ => {
+            let mut headers = json_headers();
+            headers.push(("WWW-Authenticate", "Basic realm=\"introspect\"".to_string()));
+            return Some((
+                401,
+                headers,
+                br#"{"error":"invalid_client","error_description":"client authentication failed"}"#,
+            ));
+        }
+    }
+    None
+}
+
+/// The answer for `token` of a valid introspection request (JWT or JSON
+/// mode, see [`wants_json`]).
+fn token_answer(shared: &Shared, req: &Request, token: String) -> (u16, Headers, Vec<u8>, bool) {
+    let (claims, cache_control, key) = {
         let st = shared.lock();
         let claims = if st.revoked.contains(&token) {
             None
         } else {
             st.tokens.get(&token).cloned()
         };
-        (claims, st.cache_control.clone())
+        (claims, st.cache_control.clone(), st.signing_key())
     };
     let active = claims.filter(|c| {
         c.get("exp")
             .and_then(Value::as_i64)
             .is_none_or(|e| e > now())
     });
-    match active {
-        None => (204, Vec::new(), Vec::new()),
-        Some(claims) => {
-            let mut headers = vec![("Content-Type", "application/jwt".to_string())];
-            if let Some(cc) = cache_control {
-                headers.push(("Cache-Control", cc));
-            }
-            let jwt = sign(&claims);
-            shared.lock().record_secret(&jwt);
-            (200, headers, jwt.into_bytes())
+    let json = wants_json(req);
+    let Some(claims) = active else {
+        return if json {
+            let headers = vec![("Content-Type", "application/json".to_string())];
+            (200, headers, br#"{"active":false}"#.to_vec(), false)
+        } else {
+            (204, Vec::new(), Vec::new(), false)
+        };
+    };
+    let content_type = if json {
+        "application/json"
+    } else {
+        "application/jwt"
+    };
+    let mut headers = vec![("Content-Type", content_type.to_string())];
+    if let Some(cc) = cache_control {
+        headers.push(("Cache-Control", cc));
+    }
+    let body = if json {
+        let mut answer = Map::new();
+        answer.insert("active".into(), Value::Bool(true));
+        if let Value::Object(claims) = claims {
+            answer.extend(claims.into_iter().filter(|(k, _)| k != "active"));
+        }
+        Value::Object(answer).to_string()
+    } else {
+        let jwt = keys::sign_with(key, None, &claims);
+        shared.lock().record_secret(&jwt);
+        jwt
+    };
+    (200, headers, body.into_bytes(), true)
+}
+
+/// `GET /jwks`: the published keys, or the status set with
+/// [`AuthServer::set_jwks_status`].
+fn jwks_endpoint(shared: &Shared, req: &Request, keep_alive: bool) -> Vec<u8> {
+    if req.method != "GET" {
+        let mut headers = json_headers();
+        headers.push(("Allow", "GET".to_string()));
+        return http::response(
+            405,
+            &headers,
+            br#"{"error":"method_not_allowed"}"#,
+            keep_alive,
+        );
+    }
+    let (keys, status) = {
+        let st = shared.lock();
+        let keys = st.jwks.clone().unwrap_or_else(|| vec![SigningKey::Rsa1]);
+        (keys, st.jwks_status)
+    };
+    match status {
+        Some(status) => {
+            let body = if status == 204 || status == 304 {
+                String::new()
+            } else {
+                format!("jwks status {status}\n")
+            };
+            let headers = if body.is_empty() {
+                Vec::new()
+            } else {
+                vec![("Content-Type", "text/plain".to_string())]
+            };
+            http::response(status, &headers, body.as_bytes(), keep_alive)
+        }
+        None => {
+            let headers = [("Content-Type", "application/json".to_string())];
+            http::response(200, &headers, jwks_json(&keys).as_bytes(), keep_alive)
         }
     }
 }

@@ -4,9 +4,10 @@
 //! (non-async) `#[test]` functions:
 //!
 //! * [`AuthServer`]: a test OAuth authorization server with an RFC 7662
-//!   introspection endpoint answering `application/jwt`, a
-//!   `client_credentials` token endpoint, request recording and runtime fault
-//!   injection ([`Fault`]).
+//!   introspection endpoint answering `application/jwt` (or plain JSON), a
+//!   `client_credentials` token endpoint, a JWKS endpoint publishing a
+//!   choice of [`SigningKey`]s ([`jwks_json`]), request recording and
+//!   runtime fault injection ([`Fault`]).
 //! * [`EchoServer`]: an upstream API that answers every request with a JSON
 //!   description of what it received ([`EchoResponse`]).
 //! * [`Nginx`]: runs a real nginx binary with the module loaded, on a fresh
@@ -60,6 +61,7 @@
 mod auth_server;
 mod echo;
 mod http;
+mod keys;
 mod nginx;
 mod raw;
 
@@ -67,6 +69,7 @@ pub use auth_server::{
     AuthServer, ClosedPort, Fault, RecordedRequest, CLIENT_ID, CLIENT_SECRET, JWT_KID,
 };
 pub use echo::{EchoResponse, EchoServer};
+pub use keys::{jwks_json, SigningKey};
 pub use nginx::{
     client, http2_client, module_path, nginx_binary, workspace_root, ConfigTest, Nginx,
     NginxBuilder,

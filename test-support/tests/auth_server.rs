@@ -5,10 +5,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use test_support::{
-    client, parse_raw_response, raw_request, read_until_closed, AuthServer, Fault, CLIENT_ID,
-    CLIENT_SECRET, JWT_KID,
+    client, jwks_json, parse_raw_response, raw_request, read_until_closed, AuthServer, Fault,
+    SigningKey, CLIENT_ID, CLIENT_SECRET, JWT_KID,
 };
 
 fn introspect(auth: &AuthServer, body: &str) -> reqwest::blocking::Response {
@@ -379,4 +380,227 @@ fn basic_auth_header_value() {
     );
     assert_eq!(auth.basic_auth_header(), expected);
     assert!(auth.public_key_pem().contains("BEGIN PUBLIC KEY"));
+}
+
+/// Verifies `jwt` with the JWK of its `kid` in `jwks` (a JWKS document) and
+/// returns its claims.
+fn verify_with_jwks(jwks: &str, jwt: &str) -> jsonwebtoken::errors::Result<Value> {
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(jwks).unwrap();
+    let header = jsonwebtoken::decode_header(jwt)?;
+    let jwk = set
+        .find(header.kid.as_deref().unwrap())
+        .expect("kid published");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk)?;
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    jsonwebtoken::decode::<Value>(jwt, &key, &validation).map(|d| d.claims)
+}
+
+fn introspect_accept(auth: &AuthServer, token: &str, accept: &str) -> reqwest::blocking::Response {
+    client()
+        .post(auth.introspection_url())
+        .header("Authorization", auth.basic_auth_header())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Accept", accept)
+        .body(form_token(token))
+        .send()
+        .expect("introspection request")
+}
+
+#[test]
+fn signing_key_choice_applies_to_introspection_answers() {
+    let auth = AuthServer::start();
+    let token = auth.issue_token(json!({"sub": "keyed"}));
+    let all = [
+        SigningKey::Rsa1,
+        SigningKey::Rsa2,
+        SigningKey::Ec,
+        SigningKey::Ed,
+    ];
+    let jwks = jwks_json(&all);
+    for key in all {
+        auth.set_signing_key(key);
+        let jwt = introspect(&auth, &form_token(&token)).text().unwrap();
+        let header = jsonwebtoken::decode_header(&jwt).unwrap();
+        assert_eq!(header.alg, key.alg());
+        assert_eq!(header.kid.as_deref(), Some(key.kid()));
+        assert_eq!(verify_with_jwks(&jwks, &jwt).unwrap()["sub"], "keyed");
+        assert_eq!(auth.issued_secrets().last(), Some(&jwt));
+    }
+    // Faults that sign use the chosen key too.
+    auth.set_signing_key(SigningKey::Ec);
+    auth.set_fault(Fault::BigJwt(6_000));
+    let jwt = introspect(&auth, &form_token(&token)).text().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(&jwt).unwrap().alg,
+        Algorithm::ES256
+    );
+    assert!(jwt.len().abs_diff(6_000) <= 8, "{}", jwt.len());
+    assert_eq!(verify_with_jwks(&jwks, &jwt).unwrap()["sub"], "keyed");
+    auth.set_fault(Fault::Chunked);
+    auth.set_signing_key(SigningKey::Ed);
+    let jwt = introspect(&auth, &form_token(&token)).text().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(&jwt).unwrap().alg,
+        Algorithm::EdDSA
+    );
+    assert!(verify_with_jwks(&jwks, &jwt).is_ok());
+    // Foreign: Rsa1's kid, but not Rsa1's signature.
+    auth.clear_fault();
+    auth.set_signing_key(SigningKey::Foreign);
+    let jwt = introspect(&auth, &form_token(&token)).text().unwrap();
+    assert_eq!(
+        jsonwebtoken::decode_header(&jwt).unwrap().kid.as_deref(),
+        Some(JWT_KID)
+    );
+    assert!(verify_with_jwks(&jwks, &jwt).is_err());
+    // sign_jwt and decode_jwt stay on Rsa1 whatever the signing key.
+    let own = auth.sign_jwt(&json!({"sub": "rsa1"}));
+    assert_eq!(auth.decode_jwt(&own)["sub"], "rsa1");
+}
+
+#[test]
+fn sign_jwt_with_and_unsigned_jwt() {
+    let auth = AuthServer::start();
+    let claims = json!({"sub": "manual"});
+    let jwt = auth.sign_jwt_with(SigningKey::Rsa2, None, &claims);
+    let header = jsonwebtoken::decode_header(&jwt).unwrap();
+    assert_eq!(header.kid.as_deref(), Some("test-key-2"));
+    assert_eq!(header.alg, Algorithm::RS256);
+    let jwks = jwks_json(&[SigningKey::Rsa2]);
+    assert_eq!(verify_with_jwks(&jwks, &jwt).unwrap(), claims);
+    // A kid override names another key: verification with it fails.
+    let lying = auth.sign_jwt_with(SigningKey::Rsa2, Some("test-key-1"), &claims);
+    assert_eq!(
+        jsonwebtoken::decode_header(&lying).unwrap().kid.as_deref(),
+        Some("test-key-1")
+    );
+    assert!(verify_with_jwks(&jwks_json(&[SigningKey::Rsa1]), &lying).is_err());
+    let rsa1 = auth.sign_jwt_with(SigningKey::Rsa1, None, &claims);
+    assert_eq!(auth.decode_jwt(&rsa1), claims);
+    let none = auth.unsigned_jwt(&claims);
+    let parts: Vec<&str> = none.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[2], "");
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let head: Value = serde_json::from_slice(&b64.decode(parts[0]).unwrap()).unwrap();
+    assert_eq!(head, json!({"alg": "none", "typ": "JWT"}));
+    let body: Value = serde_json::from_slice(&b64.decode(parts[1]).unwrap()).unwrap();
+    assert_eq!(body, claims);
+    assert_eq!(auth.issued_secrets(), [jwt, lying, rsa1, none]);
+}
+
+#[test]
+fn jwks_endpoint() {
+    let auth = AuthServer::start();
+    assert_eq!(auth.jwks_url(), format!("{}/jwks", auth.issuer()));
+    let resp = client().get(auth.jwks_url()).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body = resp.text().unwrap();
+    assert_eq!(body, jwks_json(&[SigningKey::Rsa1]));
+    let jwt = auth.sign_jwt(&json!({"sub": "a"}));
+    assert!(verify_with_jwks(&body, &jwt).is_ok());
+
+    auth.set_jwks(&[SigningKey::Rsa2, SigningKey::Ec, SigningKey::Ed]);
+    let set: Value = client()
+        .get(auth.jwks_url())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let kids: Vec<&str> = set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids, ["test-key-2", "test-ec-1", "test-ed-1"]);
+
+    auth.set_jwks_status(Some(503));
+    let resp = client().get(auth.jwks_url()).send().unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(!resp.text().unwrap().contains("keys"));
+    auth.set_jwks_status(None);
+    assert_eq!(client().get(auth.jwks_url()).send().unwrap().status(), 200);
+    // Other paths and methods do not count.
+    client().post(auth.jwks_url()).send().unwrap();
+    introspect(&auth, "token=x");
+    assert_eq!(auth.jwks_count(), 4);
+}
+
+#[test]
+fn json_introspection_answers() {
+    let auth = AuthServer::start();
+    auth.set_signing_key(SigningKey::Ec);
+    let token = auth.issue_token(json!({"scope": "read", "custom": 7}));
+    let secrets_before = auth.issued_secrets().len();
+    let resp = introspect_accept(&auth, &token, "application/json");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let answer: Value = resp.json().unwrap();
+    assert_eq!(answer["active"], true);
+    let mut expected = auth.claims_of(&token).unwrap();
+    expected["active"] = json!(true);
+    assert_eq!(answer, expected);
+    assert_eq!(auth.issued_secrets().len(), secrets_before, "no JWT signed");
+
+    for inactive in ["unknown", &auth.issue_token(json!({"exp": 1}))] {
+        let resp = introspect_accept(&auth, inactive, "application/json");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(resp.text().unwrap(), r#"{"active":false}"#);
+    }
+    auth.revoke(&token);
+    let answer: Value = introspect_accept(&auth, &token, "text/plain, Application/JSON;q=0.9")
+        .json()
+        .unwrap();
+    assert_eq!(answer, json!({"active": false}));
+
+    // application/jwt anywhere in Accept: JWT mode.
+    let token = auth.issue_token(json!({}));
+    for accept in [
+        "application/jwt, application/json",
+        "application/jwt",
+        "*/*",
+    ] {
+        let resp = introspect_accept(&auth, &token, accept);
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/jwt",
+            "{accept}"
+        );
+        let resp = introspect_accept(&auth, "unknown", accept);
+        assert_eq!(resp.status(), 204, "{accept}");
+    }
+
+    // Client authentication as in JWT mode.
+    let resp = client()
+        .post(auth.introspection_url())
+        .header("Authorization", "Basic d3Jvbmc6d3Jvbmc=")
+        .header("Accept", "application/json")
+        .body(form_token(&token))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().contains_key("www-authenticate"));
+
+    // Faults apply; body faults mangle active answers only.
+    auth.set_cache_control(Some("max-age=60".into()));
+    let resp = introspect_accept(&auth, &token, "application/json");
+    assert_eq!(resp.headers()["cache-control"], "max-age=60");
+    auth.set_fault(Fault::Status(503, "down".into()));
+    assert_eq!(
+        introspect_accept(&auth, &token, "application/json").status(),
+        503
+    );
+    auth.set_fault(Fault::Chunked);
+    let resp = introspect_accept(&auth, &token, "application/json");
+    assert_eq!(resp.headers()["transfer-encoding"], "chunked");
+    assert_eq!(resp.json::<Value>().unwrap()["active"], true);
+    auth.set_fault(Fault::Truncate(5));
+    let resp = introspect_accept(&auth, "unknown", "application/json");
+    assert_eq!(resp.text().unwrap(), r#"{"active":false}"#);
 }

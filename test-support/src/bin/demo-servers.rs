@@ -35,6 +35,7 @@ fn main() {
     println!("authorization server: http://127.0.0.1:{}", auth.port());
     println!("  token endpoint:         {}", auth.token_url());
     println!("  introspection endpoint: {}", auth.introspection_url());
+    println!("  JWKS endpoint:          {}", auth.jwks_url());
     println!("  client id:              {CLIENT_ID}");
     println!("  client secret:          {CLIENT_SECRET}");
     println!(
