@@ -5,6 +5,7 @@
 
 pub mod authz;
 pub mod directives;
+pub mod verify;
 
 use nginx_sys::{ngx_array_t, ngx_flag_t, ngx_msec_t, ngx_shm_zone_t, ngx_str_t, NGX_CONF_UNSET};
 use ngx::http::{Merge, MergeConfigError};
@@ -24,6 +25,18 @@ pub const DEFAULT_LOCK_TIMEOUT_MS: ngx_msec_t = 5_000;
 
 /// Default ceiling for the introspection response body (the JWT).
 pub const DEFAULT_MAX_JWT_SIZE: usize = 64 * 1024;
+
+/// Default `phantom_token_jwt_leeway`.
+pub const DEFAULT_JWT_LEEWAY_MS: ngx_msec_t = 60_000;
+
+/// Where a location's JWT verification keys come from.
+#[derive(Debug, Clone)]
+pub enum Jwks {
+    /// `phantom_token_jwks off`: no verification.
+    Off,
+    /// `phantom_token_jwks <file>`: keys read at configuration time.
+    File(std::sync::Arc<crate::verify::keys::KeySet>),
+}
 
 /// Settings of one `http`, `server` or `location` block.
 #[derive(Debug)]
@@ -61,6 +74,16 @@ pub struct LocationConf {
     /// key: locations sharing a zone never share answers of different
     /// authorization servers. Computed at merge time.
     pub endpoint_id: u64,
+    /// `phantom_token_jwks` (`None`: inherited).
+    pub jwks: Option<Jwks>,
+    /// `phantom_token_jwt_leeway` (default 60 s).
+    pub jwt_leeway: ngx_msec_t,
+    /// `phantom_token_jwt_issuer`.
+    pub jwt_issuer: ngx_str_t,
+    /// `phantom_token_jwt_audience`: repeatable, one must match.
+    pub jwt_audience: *mut ngx_array_t,
+    /// The location's JWT verifier, computed at merge time (`None`: off).
+    pub verifier: Option<std::sync::Arc<crate::verify::Verifier>>,
     /// `phantom_token_require` lines of this location (`None`: inherited).
     pub requirements: Option<Vec<crate::authz::Requirement>>,
 }
@@ -85,6 +108,11 @@ impl Default for LocationConf {
             admin: false,
             endpoint_id: 0,
             requirements: None,
+            jwks: None,
+            jwt_leeway: UNSET_MSEC,
+            jwt_issuer: ngx_str_t::empty(),
+            jwt_audience: NGX_CONF_UNSET_PTR,
+            verifier: None,
         }
     }
 }
@@ -152,6 +180,48 @@ impl LocationConf {
     }
 }
 
+impl LocationConf {
+    /// Inherits the verification settings and builds the location's verifier.
+    fn merge_verification(&mut self, prev: &LocationConf) {
+        if self.jwks.is_none() {
+            self.jwks = prev.jwks.clone();
+        }
+        merge_msec(&mut self.jwt_leeway, prev.jwt_leeway, DEFAULT_JWT_LEEWAY_MS);
+        merge_str(&mut self.jwt_issuer, &prev.jwt_issuer, b"");
+        if self.jwt_audience == NGX_CONF_UNSET_PTR {
+            self.jwt_audience = prev.jwt_audience;
+        }
+        let audience = if self.jwt_audience == NGX_CONF_UNSET_PTR || self.jwt_audience.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: created by ngx_conf_set_str_array_slot, holds ngx_str_t values.
+            unsafe { (*self.jwt_audience).as_slice::<ngx_str_t>() }
+                .iter()
+                .map(|s| String::from_utf8_lossy(s.as_bytes()).into_owned())
+                .collect()
+        };
+        let policy = crate::verify::keys::Policy {
+            leeway: self.jwt_leeway as u64 / 1000,
+            issuer: (self.jwt_issuer.len > 0)
+                .then(|| String::from_utf8_lossy(self.jwt_issuer.as_bytes()).into_owned()),
+            audience,
+        };
+        self.verifier = match &self.jwks {
+            Some(Jwks::File(keys)) => match &prev.verifier {
+                // Same keys and policy as the enclosing block: share its memo.
+                Some(v) if std::sync::Arc::ptr_eq(&v.keys, keys) && v.policy == policy => {
+                    Some(v.clone())
+                }
+                _ => Some(std::sync::Arc::new(crate::verify::Verifier::new(
+                    keys.clone(),
+                    policy,
+                ))),
+            },
+            _ => None,
+        };
+    }
+}
+
 impl Merge for LocationConf {
     fn merge(&mut self, prev: &LocationConf) -> Result<(), MergeConfigError> {
         if self.enable == NGX_CONF_UNSET as ngx_flag_t {
@@ -203,6 +273,7 @@ impl Merge for LocationConf {
         if self.requirements.is_none() {
             self.requirements = prev.requirements.clone();
         }
+        self.merge_verification(prev);
         self.challenge = bearer_challenge(self.realm.as_bytes(), &self.effective_scopes());
         Ok(())
     }

@@ -27,6 +27,7 @@ pub mod request;
 pub mod response;
 pub mod time;
 pub mod variables;
+pub mod verify;
 pub mod www_authenticate;
 
 use core::ptr::addr_of;

@@ -33,6 +33,7 @@ use crate::ffi_guard::guard;
 use crate::jwt::check_compact_jwt;
 use crate::response::{send_body, send_json};
 use crate::time::now_wall_ms;
+use crate::verify::keys::{header_of, VerifyError};
 use crate::Module;
 
 /// Largest admin request body accepted.
@@ -190,6 +191,9 @@ pub fn command(
                     "\"jwt\" is not a compact JWT within phantom_token_max_jwt_size",
                 );
             };
+            if let Err(e) = warm_up_verification(conf, jwt.as_bytes(), now_wall) {
+                return (422, json!({ "error": format!("the JWT is refused: {e}") }));
+            }
             let cc = CacheControl::with_max_age(ttl);
             let ttl = jwt_ttl_ms(now_wall, cc, claims.exp, conf.cache_max_ttl as u64);
             if ttl == 0 {
@@ -204,6 +208,19 @@ pub fn command(
             }
             (200, json!({ "stored": true, "ttl": ttl / 1000 }))
         }
+    }
+}
+
+/// A warmed JWT is verified with the admin location's keys and checks
+/// (inherited from `http` or `server`); without them, an unsigned one
+/// (`alg: none`) is still refused.
+fn warm_up_verification(conf: &LocationConf, jwt: &[u8], now_wall: u64) -> Result<(), VerifyError> {
+    match conf.verifier.as_deref() {
+        Some(verifier) => verifier.check(jwt, now_wall / 1000).map(|_| ()),
+        None => match header_of(jwt) {
+            Ok((alg, _)) if alg.eq_ignore_ascii_case("none") => Err(VerifyError::Unsigned),
+            _ => Ok(()),
+        },
     }
 }
 

@@ -202,7 +202,8 @@ unsafe fn server_index(cf: *mut ngx_conf_t) -> u64 {
 
 /// The cache key part naming the authorization server a location
 /// introspects at: its server block, endpoint location and 1.x client
-/// credential (which together decide where the subrequest goes). Never
+/// credential (which together decide where the subrequest goes), and the
+/// JWT verification keys and checks, if any. Never
 /// [`ANY_ENDPOINT`] (reserved for warmed entries).
 fn endpoint_identity(server: u64, conf: &LocationConf) -> u64 {
     use sha2::{Digest, Sha256};
@@ -211,6 +212,11 @@ fn endpoint_identity(server: u64, conf: &LocationConf) -> u64 {
     sha.update(conf.endpoint.as_bytes());
     sha.update([0]);
     sha.update(conf.basic_credential.as_bytes());
+    // Answers verified with other keys or checks are not shared either.
+    if let Some(verifier) = &conf.verifier {
+        sha.update(verifier.keys.digest);
+        sha.update(format!("{:?}", verifier.policy).as_bytes());
+    }
     let digest = sha.finalize();
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);

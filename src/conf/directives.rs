@@ -46,7 +46,7 @@ const fn command(
 }
 
 /// Every directive of the module, NULL-terminated as NGINX expects.
-pub static mut COMMANDS: [ngx_command_t; 15] = [
+pub static mut COMMANDS: [ngx_command_t; 19] = [
     command(
         c"phantom_token",
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -130,6 +130,30 @@ pub static mut COMMANDS: [ngx_command_t; 15] = [
         ANY_LEVEL | NGX_CONF_1MORE,
         super::authz::set_require,
         0,
+    ),
+    command(
+        c"phantom_token_jwks",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        super::verify::set_jwks,
+        0,
+    ),
+    command(
+        c"phantom_token_jwt_leeway",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        offset_of!(LocationConf, jwt_leeway),
+    ),
+    command(
+        c"phantom_token_jwt_issuer",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_str_slot,
+        offset_of!(LocationConf, jwt_issuer),
+    ),
+    command(
+        c"phantom_token_jwt_audience",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_str_array_slot,
+        offset_of!(LocationConf, jwt_audience),
     ),
     ngx_command_t::empty(),
 ];

@@ -367,6 +367,11 @@ unsafe fn forward_jwt(
         Ok(claims) => claims,
         Err(e) => return bad_gateway(format_args!("{e}")),
     };
+    if let Some(verifier) = conf.verifier.as_deref() {
+        if let Err(e) = verifier.check(&resp.body, now_wall_ms() / 1000) {
+            return bad_gateway(format_args!("a JWT that failed verification: {e}"));
+        }
+    }
     if let Some(lease) = lease {
         let ttl = jwt_ttl_ms(
             now_wall_ms(),
