@@ -9,16 +9,51 @@
 /// the authorization server decides). `Bearer` alone or followed only by
 /// spaces carries no token.
 pub fn bearer_token(header: &[u8]) -> Option<&[u8]> {
-    const SCHEME: &[u8] = b"bearer";
-    if header.len() <= SCHEME.len() || !header[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
+    scheme_token(header, b"bearer")
+}
+
+/// The token after `scheme` (lower case), with [`bearer_token`]'s rules.
+fn scheme_token<'a>(header: &'a [u8], scheme: &[u8]) -> Option<&'a [u8]> {
+    if header.len() <= scheme.len() || !header[..scheme.len()].eq_ignore_ascii_case(scheme) {
         return None;
     }
-    let rest = &header[SCHEME.len()..];
+    let rest = &header[scheme.len()..];
     if rest.first() != Some(&b' ') {
         return None;
     }
     let token_start = rest.iter().position(|&b| b != b' ')?;
     Some(&rest[token_start..])
+}
+
+/// The scheme an access token came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `Authorization: Bearer <token>` (RFC 6750).
+    Bearer,
+    /// `Authorization: DPoP <token>` (RFC 9449), with `phantom_token_dpop on`.
+    DPoP,
+}
+
+impl Scheme {
+    /// How the JWT is forwarded upstream: `Bearer ` or `DPoP `.
+    pub fn prefix(self) -> &'static [u8] {
+        match self {
+            Scheme::Bearer => b"Bearer ",
+            Scheme::DPoP => b"DPoP ",
+        }
+    }
+}
+
+/// The access token of an `Authorization` header value: a Bearer token
+/// ([`bearer_token`]), or with `dpop` also a DPoP token (same rules).
+pub fn access_token(header: &[u8], dpop: bool) -> Option<(Scheme, &[u8])> {
+    if let Some(token) = bearer_token(header) {
+        return Some((Scheme::Bearer, token));
+    }
+    if !dpop {
+        return None;
+    }
+    scheme_token(header, b"dpop").map(|token| (Scheme::DPoP, token))
 }
 
 /// The form body of the introspection request: `token=<form-urlencoded token>`.
@@ -40,6 +75,26 @@ pub fn token_fingerprint(token: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dpop_only_when_allowed() {
+        assert_eq!(access_token(b"DPoP abc", false), None);
+        assert_eq!(
+            access_token(b"DPoP abc", true),
+            Some((Scheme::DPoP, &b"abc"[..]))
+        );
+        assert_eq!(
+            access_token(b"dpop  abc", true),
+            Some((Scheme::DPoP, &b"abc"[..]))
+        );
+        assert_eq!(
+            access_token(b"Bearer abc", true),
+            Some((Scheme::Bearer, &b"abc"[..]))
+        );
+        assert_eq!(access_token(b"DPoPabc", true), None);
+        assert_eq!(access_token(b"DPoP ", true), None);
+        assert_eq!(Scheme::DPoP.prefix(), b"DPoP ");
+    }
 
     #[test]
     fn accepts_bearer_in_any_case() {

@@ -74,6 +74,8 @@ pub struct LocationConf {
     /// key: locations sharing a zone never share answers of different
     /// authorization servers. Computed at merge time.
     pub endpoint_id: u64,
+    /// `phantom_token_dpop on|off`: accept `Authorization: DPoP <token>`.
+    pub dpop: ngx_flag_t,
     /// `phantom_token_jwks` (`None`: inherited).
     pub jwks: Option<Jwks>,
     /// `phantom_token_jwt_leeway` (default 60 s).
@@ -108,6 +110,7 @@ impl Default for LocationConf {
             admin: false,
             endpoint_id: 0,
             requirements: None,
+            dpop: NGX_CONF_UNSET as ngx_flag_t,
             jwks: None,
             jwt_leeway: UNSET_MSEC,
             jwt_issuer: ngx_str_t::empty(),
@@ -269,6 +272,13 @@ impl Merge for LocationConf {
         );
         if self.admin && self.admin_zone.is_null() {
             self.admin_zone = self.cache_zone;
+        }
+        if self.dpop == NGX_CONF_UNSET as ngx_flag_t {
+            self.dpop = if prev.dpop == NGX_CONF_UNSET as ngx_flag_t {
+                0
+            } else {
+                prev.dpop
+            };
         }
         if self.requirements.is_none() {
             self.requirements = prev.requirements.clone();

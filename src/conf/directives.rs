@@ -46,7 +46,7 @@ const fn command(
 }
 
 /// Every directive of the module, NULL-terminated as NGINX expects.
-pub static mut COMMANDS: [ngx_command_t; 19] = [
+pub static mut COMMANDS: [ngx_command_t; 20] = [
     command(
         c"phantom_token",
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -154,6 +154,12 @@ pub static mut COMMANDS: [ngx_command_t; 19] = [
         ANY_LEVEL | NGX_CONF_TAKE1,
         ngx_conf_set_str_array_slot,
         offset_of!(LocationConf, jwt_audience),
+    ),
+    command(
+        c"phantom_token_dpop",
+        ANY_LEVEL | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        offset_of!(LocationConf, dpop),
     ),
     ngx_command_t::empty(),
 ];

@@ -85,3 +85,17 @@ pub unsafe fn enforce(r: *mut ngx_http_request_t, conf: &LocationConf) -> Option
     );
     Some(send_forbidden(r, conf, &unmet.scopes))
 }
+
+/// Whether the token's claims bind it to a DPoP key (`cnf.jkt`, RFC 9449
+/// §6): such a token presented as `Bearer` must be refused (§7.2).
+///
+/// # Safety
+/// `r` must be a valid request.
+pub unsafe fn bound_to_dpop_key(r: *mut ngx_http_request_t) -> bool {
+    request_claims(r).is_some_and(|claims| {
+        claims
+            .get("cnf")
+            .and_then(|cnf| cnf.get("jkt"))
+            .is_some_and(|jkt| jkt.is_string())
+    })
+}

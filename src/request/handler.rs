@@ -8,16 +8,16 @@ use nginx_sys::{
     ngx_http_core_run_phases, ngx_http_finalize_request, ngx_http_request_t, ngx_http_test_reading,
     ngx_int_t, ngx_msec_t, ngx_pnalloc, ngx_str_t, NGX_HTTP_BAD_GATEWAY,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NO_CONTENT, NGX_HTTP_OPTIONS,
-    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ERR, NGX_LOG_WARN,
+    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_UNAUTHORIZED, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN,
 };
 use ngx::core::Status;
 use ngx::http::HttpModuleLocationConf;
 use ngx::{ngx_log_debug, ngx_log_error};
 
-use super::authorize::enforce;
+use super::authorize::{bound_to_dpop_key, enforce};
 use super::state::{self, Lease, RequestCtx, RequestState};
 use super::subrequest;
-use crate::bearer::{bearer_token, introspection_body, token_fingerprint};
+use crate::bearer::{access_token, introspection_body, token_fingerprint, Scheme};
 use crate::cache::policy::jwt_ttl_ms;
 use crate::cache::zone::{now_mono, CacheKey, EntryKind, Lookup, Poll};
 use crate::conf::LocationConf;
@@ -105,11 +105,11 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         );
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     }
-    let Some(header) = (*r).headers_in.authorization.as_ref() else {
+    if (*r).headers_in.authorization.is_null() {
         debug!(r, "Authorization header not present");
         return send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize);
-    };
-    let Some(token) = bearer_token(header.value.as_bytes()) else {
+    }
+    let Some((scheme, token)) = client_token(r, conf) else {
         debug!(r, "Authorization header does not contain a bearer token");
         return send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize);
     };
@@ -123,7 +123,7 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         endpoint: conf.endpoint_id,
     };
     let lookup = zone.begin(&key, now_mono(), conf.cache_lock_timeout as u64, |jwt| {
-        bearer_value(r, jwt)
+        forward_value(r, scheme, jwt)
     });
     match lookup {
         Lookup::Jwt(value) => cache_hit(r, conf, value),
@@ -253,7 +253,8 @@ unsafe fn resume_waiting(
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     };
     let now = now_mono();
-    match zone.poll(&key, flight, now, |jwt| bearer_value(r, jwt)) {
+    let scheme = client_token(r, conf).map_or(Scheme::Bearer, |(scheme, _)| scheme);
+    match zone.poll(&key, flight, now, |jwt| forward_value(r, scheme, jwt)) {
         Poll::Jwt(value) => cache_hit(r, conf, value),
         Poll::Inactive => cache_negative(r, conf),
         Poll::Pending if now < deadline => wait(r, ctx),
@@ -279,9 +280,8 @@ unsafe fn introspect_alone(
         let flight = zone.try_lead(&key, now_mono(), conf.cache_lock_timeout as u64)?;
         Some(Lease::new(zone, key, flight))
     });
-    let header = (*r).headers_in.authorization.as_ref();
-    match header.and_then(|h| bearer_token(h.value.as_bytes())) {
-        Some(token) => introspect(r, conf, token, lease),
+    match client_token(r, conf) {
+        Some((_, token)) => introspect(r, conf, token, lease),
         None => send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize),
     }
 }
@@ -381,7 +381,8 @@ unsafe fn forward_jwt(
         );
         lease.settle(EntryKind::Jwt, &resp.body, ttl);
     }
-    use_jwt(r, conf, bearer_value(r, &resp.body))
+    let scheme = client_token(r, conf).map_or(Scheme::Bearer, |(scheme, _)| scheme);
+    use_jwt(r, conf, forward_value(r, scheme, &resp.body))
 }
 
 std::thread_local! {
@@ -399,16 +400,30 @@ fn checked_jwt(body: &[u8]) -> Result<JwtClaims, JwtShapeError> {
         .unwrap_or_else(|_| check_compact_jwt(body))
 }
 
-/// `Bearer <jwt>` in the request pool (one copy of the JWT).
-unsafe fn bearer_value(r: *mut ngx_http_request_t, jwt: &[u8]) -> Option<ngx_str_t> {
-    const PREFIX: &[u8] = b"Bearer ";
-    let len = PREFIX.len() + jwt.len();
+/// The client's access token and its scheme (`DPoP` only with
+/// `phantom_token_dpop on`), while the header is still the client's.
+unsafe fn client_token<'a>(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+) -> Option<(Scheme, &'a [u8])> {
+    let header = (*r).headers_in.authorization.as_ref()?;
+    access_token(header.value.as_bytes(), conf.dpop == 1)
+}
+
+/// `Bearer <jwt>` (or `DPoP <jwt>`) in the request pool (one copy of the JWT).
+unsafe fn forward_value(
+    r: *mut ngx_http_request_t,
+    scheme: Scheme,
+    jwt: &[u8],
+) -> Option<ngx_str_t> {
+    let prefix = scheme.prefix();
+    let len = prefix.len() + jwt.len();
     let data = ngx_pnalloc((*r).pool, len).cast::<u8>();
     if data.is_null() {
         return None;
     }
-    core::ptr::copy_nonoverlapping(PREFIX.as_ptr(), data, PREFIX.len());
-    core::ptr::copy_nonoverlapping(jwt.as_ptr(), data.add(PREFIX.len()), jwt.len());
+    core::ptr::copy_nonoverlapping(prefix.as_ptr(), data, prefix.len());
+    core::ptr::copy_nonoverlapping(jwt.as_ptr(), data.add(prefix.len()), jwt.len());
     Some(ngx_str_t { len, data })
 }
 
@@ -422,12 +437,22 @@ unsafe fn use_jwt(
     let (Some(note), Some(value)) = (state::note_mut(r), value) else {
         return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
     };
-    // The JWT is the value after `Bearer ` (for `$phantom_token_jwt`).
+    // The JWT is the value after `Bearer ` or `DPoP ` (for `$phantom_token_jwt`).
+    let slice = core::slice::from_raw_parts(value.data, value.len);
+    let skip = slice.iter().position(|&b| b == b' ').map_or(0, |i| i + 1);
     note.jwt = Some(ngx_str_t {
-        len: value.len - 7,
-        data: value.data.add(7),
+        len: value.len - skip,
+        data: value.data.add(skip),
     });
     note.claims = None;
+    if conf.dpop == 1 && slice.starts_with(b"Bearer ") && bound_to_dpop_key(r) {
+        log_own!(
+            NGX_LOG_INFO,
+            r,
+            "DPoP-bound token presented as a bearer token"
+        );
+        return send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize);
+    }
     if let Some(rc) = enforce(r, conf) {
         return rc;
     }
@@ -440,7 +465,7 @@ unsafe fn use_jwt(
     debug!(
         r,
         "Forwarding a JWT of {} bytes to the upstream",
-        value.len - 7
+        value.len - skip
     );
     Status::NGX_OK.into()
 }
