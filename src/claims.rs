@@ -34,6 +34,20 @@ pub fn claim_text(claims: &Map<String, Value>, name: &str) -> String {
     }
 }
 
+/// A JSON introspection answer (RFC 7662 §2.2): `Ok(Some(claims))` for
+/// `"active": true`, `Ok(None)` for `"active": false`, else why it is not
+/// one (for the error line).
+pub fn introspection_answer(body: &[u8]) -> Result<Option<Map<String, Value>>, &'static str> {
+    let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(body) else {
+        return Err("an answer that is not a JSON object");
+    };
+    match claims.get("active") {
+        Some(Value::Bool(true)) => Ok(Some(claims)),
+        Some(Value::Bool(false)) => Ok(None),
+        _ => Err("a JSON answer without a boolean \"active\""),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,6 +77,17 @@ mod tests {
         assert_eq!(text("aud"), "api web");
         assert_eq!(text("mixed"), r#"a 1 {"b":2}"#);
         assert_eq!(text("obj"), r#"{"a":[1,2],"b":"c"}"#);
+    }
+
+    #[test]
+    fn json_introspection_answers() {
+        let active = introspection_answer(br#"{"active":true,"sub":"a"}"#).unwrap();
+        assert_eq!(active.unwrap()["sub"], "a");
+        assert_eq!(introspection_answer(br#"{"active":false}"#), Ok(None));
+        assert!(introspection_answer(br#"{"active":"true"}"#).is_err());
+        assert!(introspection_answer(br#"{"sub":"a"}"#).is_err());
+        assert!(introspection_answer(b"[]").is_err());
+        assert!(introspection_answer(b"eyJ.eyJ.sig").is_err());
     }
 
     #[test]

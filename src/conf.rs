@@ -74,6 +74,8 @@ pub struct LocationConf {
     /// key: locations sharing a zone never share answers of different
     /// authorization servers. Computed at merge time.
     pub endpoint_id: u64,
+    /// `phantom_token_introspection_format jwt|json` (1: json).
+    pub json_introspection: ngx_flag_t,
     /// `phantom_token_dpop on|off`: accept `Authorization: DPoP <token>`.
     pub dpop: ngx_flag_t,
     /// `phantom_token_jwks` (`None`: inherited).
@@ -111,6 +113,7 @@ impl Default for LocationConf {
             endpoint_id: 0,
             requirements: None,
             dpop: NGX_CONF_UNSET as ngx_flag_t,
+            json_introspection: NGX_CONF_UNSET as ngx_flag_t,
             jwks: None,
             jwt_leeway: UNSET_MSEC,
             jwt_issuer: ngx_str_t::empty(),
@@ -143,6 +146,12 @@ impl LocationConf {
         // SAFETY: a non-null zone pointer comes from ngx_shared_memory_add
         // and was initialized before workers serve requests.
         unsafe { crate::cache::zone::Zone::from_shm_zone(self.cache_zone) }
+    }
+
+    /// Whether the authorization server answers in JSON (RFC 7662 §2.2)
+    /// instead of a JWT.
+    pub fn json_introspection(&self) -> bool {
+        self.json_introspection == 1
     }
 
     /// Whether `phantom_token on` applies here.
@@ -278,6 +287,13 @@ impl Merge for LocationConf {
                 0
             } else {
                 prev.dpop
+            };
+        }
+        if self.json_introspection == NGX_CONF_UNSET as ngx_flag_t {
+            self.json_introspection = if prev.json_introspection == NGX_CONF_UNSET as ngx_flag_t {
+                0
+            } else {
+                prev.json_introspection
             };
         }
         if self.requirements.is_none() {

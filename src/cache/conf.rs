@@ -212,7 +212,9 @@ fn endpoint_identity(server: u64, conf: &LocationConf) -> u64 {
     sha.update(conf.endpoint.as_bytes());
     sha.update([0]);
     sha.update(conf.basic_credential.as_bytes());
-    // Answers verified with other keys or checks are not shared either.
+    // JSON answers are never served where a JWT is expected, and the other
+    // way round; answers verified with other keys or checks neither.
+    sha.update([conf.json_introspection() as u8]);
     if let Some(verifier) = &conf.verifier {
         sha.update(verifier.keys.digest);
         sha.update(format!("{:?}", verifier.policy).as_bytes());

@@ -46,7 +46,7 @@ const fn command(
 }
 
 /// Every directive of the module, NULL-terminated as NGINX expects.
-pub static mut COMMANDS: [ngx_command_t; 20] = [
+pub static mut COMMANDS: [ngx_command_t; 21] = [
     command(
         c"phantom_token",
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -161,6 +161,12 @@ pub static mut COMMANDS: [ngx_command_t; 20] = [
         ngx_conf_set_flag_slot,
         offset_of!(LocationConf, dpop),
     ),
+    command(
+        c"phantom_token_introspection_format",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        set_introspection_format,
+        0,
+    ),
     ngx_command_t::empty(),
 ];
 
@@ -248,4 +254,32 @@ unsafe extern "C" fn set_client_credential(
         }
         None => NGX_CONF_ERROR,
     }
+}
+
+/// `phantom_token_introspection_format jwt|json`.
+unsafe extern "C" fn set_introspection_format(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: NGINX passes our location conf and the current parser state.
+    let conf = &mut *conf.cast::<LocationConf>();
+    if conf.json_introspection != nginx_sys::NGX_CONF_UNSET as nginx_sys::ngx_flag_t {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    conf.json_introspection = match args(cf)[1].as_bytes() {
+        b"jwt" => 0,
+        b"json" => 1,
+        other => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{}\" in \"phantom_token_introspection_format\" directive, \
+                 it must be \"jwt\" or \"json\"",
+                String::from_utf8_lossy(other)
+            );
+            return NGX_CONF_ERROR;
+        }
+    };
+    NGX_CONF_OK
 }

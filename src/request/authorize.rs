@@ -11,7 +11,7 @@ use ngx::ngx_log_error;
 use super::state::{note, Claims};
 use crate::authz::{any_applies, first_unmet};
 use crate::bearer::token_fingerprint;
-use crate::claims::decode_claims;
+use crate::claims::{decode_claims, introspection_answer};
 use crate::conf::LocationConf;
 use crate::jwt_memo::Memo;
 use crate::response::send_forbidden;
@@ -21,16 +21,29 @@ std::thread_local! {
     static CLAIMS_MEMO: RefCell<Memo<Claims>> = RefCell::new(Memo::default());
 }
 
-/// The claims of `jwt`, through the worker's memo.
-fn decoded(jwt: &[u8]) -> Option<Claims> {
-    let decode = |jwt: &[u8]| decode_claims(jwt).map(Rc::new).ok_or(());
+/// `decode(bytes)` through the worker's claims memo.
+fn memoized(bytes: &[u8], decode: impl FnOnce(&[u8]) -> Option<Claims>) -> Option<Claims> {
+    let decode = |bytes: &[u8]| decode(bytes).ok_or(());
     CLAIMS_MEMO
         .try_with(|memo| match memo.try_borrow_mut() {
-            Ok(mut memo) => memo.get_or_try(jwt, decode),
-            Err(_) => decode(jwt),
+            Ok(mut memo) => memo.get_or_try(bytes, decode),
+            Err(_) => Err(()),
         })
-        .unwrap_or_else(|_| decode(jwt))
         .ok()
+        .and_then(Result::ok)
+}
+
+/// The claims of `jwt`, through the worker's memo.
+fn decoded(jwt: &[u8]) -> Option<Claims> {
+    memoized(jwt, |jwt| decode_claims(jwt).map(Rc::new))
+}
+
+/// The claims of a stored JSON introspection answer, through the worker's
+/// memo.
+pub fn json_claims(json: &[u8]) -> Option<Claims> {
+    memoized(json, |json| {
+        introspection_answer(json).ok().flatten().map(Rc::new)
+    })
 }
 
 /// The claims of the token `r`'s client request was authorized with: from

@@ -14,12 +14,13 @@ use ngx::core::Status;
 use ngx::http::HttpModuleLocationConf;
 use ngx::{ngx_log_debug, ngx_log_error};
 
-use super::authorize::{bound_to_dpop_key, enforce};
+use super::authorize::{bound_to_dpop_key, enforce, json_claims};
 use super::state::{self, Lease, RequestCtx, RequestState};
 use super::subrequest;
 use crate::bearer::{access_token, introspection_body, token_fingerprint, Scheme};
 use crate::cache::policy::jwt_ttl_ms;
 use crate::cache::zone::{now_mono, CacheKey, EntryKind, Lookup, Poll};
+use crate::claims::introspection_answer;
 use crate::conf::LocationConf;
 use crate::decision::{verdict, Verdict};
 use crate::ffi_guard::guard;
@@ -122,8 +123,8 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         token: zone.token_digest(token),
         endpoint: conf.endpoint_id,
     };
-    let lookup = zone.begin(&key, now_mono(), conf.cache_lock_timeout as u64, |jwt| {
-        forward_value(r, scheme, jwt)
+    let lookup = zone.begin(&key, now_mono(), conf.cache_lock_timeout as u64, |stored| {
+        stored_value(r, conf, scheme, stored)
     });
     match lookup {
         Lookup::Jwt(value) => cache_hit(r, conf, value),
@@ -154,6 +155,11 @@ unsafe fn cache_hit(
     value: Option<ngx_str_t>,
 ) -> ngx_int_t {
     set_cache_status(r, "HIT");
+    if conf.json_introspection() {
+        let stored = value.map(|v| core::slice::from_raw_parts(v.data, v.len));
+        let claims = stored.and_then(|json| json_claims(json));
+        return use_claims(r, conf, claims);
+    }
     use_jwt(r, conf, value)
 }
 
@@ -254,7 +260,9 @@ unsafe fn resume_waiting(
     };
     let now = now_mono();
     let scheme = client_token(r, conf).map_or(Scheme::Bearer, |(scheme, _)| scheme);
-    match zone.poll(&key, flight, now, |jwt| forward_value(r, scheme, jwt)) {
+    match zone.poll(&key, flight, now, |stored| {
+        stored_value(r, conf, scheme, stored)
+    }) {
         Poll::Jwt(value) => cache_hit(r, conf, value),
         Poll::Inactive => cache_negative(r, conf),
         Poll::Pending if now < deadline => wait(r, ctx),
@@ -363,6 +371,9 @@ unsafe fn forward_jwt(
             resp.read_failed
         ));
     }
+    if conf.json_introspection() {
+        return accept_json_answer(r, conf, ctx, lease);
+    }
     let claims = match checked_jwt(&resp.body) {
         Ok(claims) => claims,
         Err(e) => return bad_gateway(format_args!("{e}")),
@@ -383,6 +394,92 @@ unsafe fn forward_jwt(
     }
     let scheme = client_token(r, conf).map_or(Scheme::Bearer, |(scheme, _)| scheme);
     use_jwt(r, conf, forward_value(r, scheme, &resp.body))
+}
+
+/// `phantom_token_introspection_format json`: a complete 200 answer is an
+/// RFC 7662 JSON object; `active: true` lets the request proceed with its
+/// claims (and is stored like a JWT), `active: false` is a 401 (and is
+/// remembered like a 204).
+unsafe fn accept_json_answer(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    ctx: &RequestCtx,
+    lease: Option<Lease>,
+) -> ngx_int_t {
+    let body = &ctx.response.body;
+    match introspection_answer(body) {
+        Err(what) => {
+            log_own!(NGX_LOG_ERR, r, "Introspection subrequest returned {what}");
+            send_error(r, conf, NGX_HTTP_BAD_GATEWAY as usize)
+        }
+        Ok(None) => {
+            debug!(r, "Introspection answered \"active\": false");
+            if let Some(lease) = lease {
+                lease.settle(EntryKind::Inactive, b"", conf.cache_negative_ttl as u64);
+            }
+            send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize)
+        }
+        Ok(Some(claims)) => {
+            if let Some(lease) = lease {
+                let exp = claims.get("exp").and_then(|e| e.as_u64());
+                let ttl = jwt_ttl_ms(
+                    now_wall_ms(),
+                    ctx.response.cache_control,
+                    exp,
+                    conf.cache_max_ttl as u64,
+                );
+                lease.settle(EntryKind::Jwt, body, ttl);
+            }
+            use_claims(r, conf, Some(std::rc::Rc::new(claims)))
+        }
+    }
+}
+
+/// JSON introspection: the request proceeds with `claims` (after the
+/// location's rules); nothing is minted, and the client's `Authorization`
+/// value is removed.
+unsafe fn use_claims(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    claims: Option<state::Claims>,
+) -> ngx_int_t {
+    let (Some(note), Some(claims)) = (state::note_mut(r), claims) else {
+        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+    };
+    note.jwt = None;
+    note.claims = Some(claims);
+    if let Some(rc) = enforce(r, conf) {
+        return rc;
+    }
+    let (Some(header), Some(note)) = ((*r).headers_in.authorization.as_mut(), state::note_mut(r))
+    else {
+        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+    };
+    // The opaque token never leaves the gateway: the header's value is
+    // emptied (NGINX's header list keeps the line; `proxy_set_header
+    // Authorization "";` drops it).
+    header.value = ngx_str_t {
+        len: 0,
+        data: c"".as_ptr().cast_mut().cast(),
+    };
+    note.authorized = true;
+    debug!(r, "Token active (JSON introspection): request proceeds");
+    Status::NGX_OK.into()
+}
+
+/// The value a cache entry gives this request: `Bearer <jwt>` (or
+/// `DPoP <jwt>`), or with JSON introspection the stored answer itself.
+unsafe fn stored_value(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    scheme: Scheme,
+    stored: &[u8],
+) -> Option<ngx_str_t> {
+    if conf.json_introspection() {
+        ngx_str_t::from_bytes((*r).pool, stored)
+    } else {
+        forward_value(r, scheme, stored)
+    }
 }
 
 std::thread_local! {

@@ -29,7 +29,8 @@ impl core::fmt::Display for StartError {
     }
 }
 
-const ACCEPT: (&[u8], &[u8]) = (b"Accept", b"application/jwt");
+const ACCEPT_JWT: (&[u8], &[u8]) = (b"Accept", b"application/jwt");
+const ACCEPT_JSON: (&[u8], &[u8]) = (b"Accept", b"application/json");
 const CONTENT_TYPE: (&[u8], &[u8]) = (b"Content-Type", b"application/x-www-form-urlencoded");
 
 /// Starts the `POST <endpoint>` subrequest with `body` (`token=...`) for
@@ -82,7 +83,12 @@ pub unsafe fn start(
         // 1.x style: a header list of its own, so that nothing we add can
         // reach the client request's list (the C module leaked its Basic
         // credential to the upstream that way).
-        let headers = [(&b"Authorization"[..], credential), ACCEPT, CONTENT_TYPE];
+        let accept = if conf.json_introspection() {
+            ACCEPT_JSON
+        } else {
+            ACCEPT_JWT
+        };
+        let headers = [(&b"Authorization"[..], credential), accept, CONTENT_TYPE];
         if !own_headers(sr, &headers) {
             return Err(StartError("header allocation failed"));
         }
