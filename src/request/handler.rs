@@ -157,7 +157,7 @@ unsafe fn cache_hit(
     set_cache_status(r, "HIT");
     if conf.json_introspection() {
         let stored = value.map(|v| core::slice::from_raw_parts(v.data, v.len));
-        let claims = stored.and_then(|json| json_claims(json));
+        let claims = stored.and_then(json_claims);
         return use_claims(r, conf, claims);
     }
     use_jwt(r, conf, value)
