@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_JWT_SIZE: usize = 64 * 1024;
 
 /// Default `phantom_token_jwt_leeway`.
 pub const DEFAULT_JWT_LEEWAY_MS: ngx_msec_t = 60_000;
+/// Default `phantom_token_jwks_refresh`.
+pub const DEFAULT_JWKS_REFRESH_MS: ngx_msec_t = 3_600_000;
+/// Default `phantom_token_jwks_refetch_interval`.
+pub const DEFAULT_JWKS_REFETCH_MS: ngx_msec_t = 10_000;
 
 /// Where a location's JWT verification keys come from.
 #[derive(Debug, Clone)]
@@ -36,6 +40,14 @@ pub enum Jwks {
     Off,
     /// `phantom_token_jwks <file>`: keys read at configuration time.
     File(std::sync::Arc<crate::verify::keys::KeySet>),
+    /// `phantom_token_jwks_request <uri>`: keys fetched at run time
+    /// through that internal location, kept in the key zone.
+    Fetched {
+        /// The internal location.
+        uri: ngx_str_t,
+        /// The key zone.
+        zone: *mut ngx_shm_zone_t,
+    },
 }
 
 /// Settings of one `http`, `server` or `location` block.
@@ -80,6 +92,10 @@ pub struct LocationConf {
     pub dpop: ngx_flag_t,
     /// `phantom_token_jwks` (`None`: inherited).
     pub jwks: Option<Jwks>,
+    /// `phantom_token_jwks_refresh` (default 1 h).
+    pub jwks_refresh: ngx_msec_t,
+    /// `phantom_token_jwks_refetch_interval` (default 10 s).
+    pub jwks_refetch_interval: ngx_msec_t,
     /// `phantom_token_jwt_leeway` (default 60 s).
     pub jwt_leeway: ngx_msec_t,
     /// `phantom_token_jwt_issuer`.
@@ -87,7 +103,7 @@ pub struct LocationConf {
     /// `phantom_token_jwt_audience`: repeatable, one must match.
     pub jwt_audience: *mut ngx_array_t,
     /// The location's JWT verifier, computed at merge time (`None`: off).
-    pub verifier: Option<std::sync::Arc<crate::verify::Verifier>>,
+    pub verifier: Option<std::rc::Rc<crate::verify::Verifier>>,
     /// `phantom_token_require` lines of this location (`None`: inherited).
     pub requirements: Option<Vec<crate::authz::Requirement>>,
 }
@@ -116,6 +132,8 @@ impl Default for LocationConf {
             json_introspection: NGX_CONF_UNSET as ngx_flag_t,
             jwks: None,
             jwt_leeway: UNSET_MSEC,
+            jwks_refresh: UNSET_MSEC,
+            jwks_refetch_interval: UNSET_MSEC,
             jwt_issuer: ngx_str_t::empty(),
             jwt_audience: NGX_CONF_UNSET_PTR,
             verifier: None,
@@ -193,12 +211,24 @@ impl LocationConf {
 }
 
 impl LocationConf {
-    /// Inherits the verification settings and builds the location's verifier.
-    fn merge_verification(&mut self, prev: &LocationConf) {
+    /// Inherits the verification settings and builds the location's
+    /// verifier; `server` tells server blocks apart (fetched key slots).
+    pub fn merge_verification(&mut self, prev: &LocationConf, server: u64) {
+        use crate::verify::{FetchedSource, KeySource, Verifier};
         if self.jwks.is_none() {
             self.jwks = prev.jwks.clone();
         }
         merge_msec(&mut self.jwt_leeway, prev.jwt_leeway, DEFAULT_JWT_LEEWAY_MS);
+        merge_msec(
+            &mut self.jwks_refresh,
+            prev.jwks_refresh,
+            DEFAULT_JWKS_REFRESH_MS,
+        );
+        merge_msec(
+            &mut self.jwks_refetch_interval,
+            prev.jwks_refetch_interval,
+            DEFAULT_JWKS_REFETCH_MS,
+        );
         merge_str(&mut self.jwt_issuer, &prev.jwt_issuer, b"");
         if self.jwt_audience == NGX_CONF_UNSET_PTR {
             self.jwt_audience = prev.jwt_audience;
@@ -218,20 +248,38 @@ impl LocationConf {
                 .then(|| String::from_utf8_lossy(self.jwt_issuer.as_bytes()).into_owned()),
             audience,
         };
-        self.verifier = match &self.jwks {
-            Some(Jwks::File(keys)) => match &prev.verifier {
-                // Same keys and policy as the enclosing block: share its memo.
-                Some(v) if std::sync::Arc::ptr_eq(&v.keys, keys) && v.policy == policy => {
-                    Some(v.clone())
-                }
-                _ => Some(std::sync::Arc::new(crate::verify::Verifier::new(
-                    keys.clone(),
-                    policy,
-                ))),
-            },
-            _ => None,
+        let source = match &self.jwks {
+            Some(Jwks::File(keys)) => KeySource::File(keys.clone()),
+            Some(Jwks::Fetched { uri, zone }) => KeySource::Fetched(FetchedSource {
+                zone: *zone,
+                id: fetched_slot_id(server, uri.as_bytes()),
+                uri: *uri,
+                refresh_ms: self.jwks_refresh as u64,
+                interval_ms: self.jwks_refetch_interval as u64,
+            }),
+            _ => {
+                self.verifier = None;
+                return;
+            }
+        };
+        self.verifier = match &prev.verifier {
+            // Same keys and checks as the enclosing block: share its memo.
+            Some(v) if v.same_as(&source, &policy) => Some(v.clone()),
+            _ => Some(std::rc::Rc::new(Verifier::new(source, policy))),
         };
     }
+}
+
+/// The key slot of a JWKS location: its server block and URI (never 0).
+fn fetched_slot_id(server: u64, uri: &[u8]) -> u64 {
+    use sha2::{Digest, Sha256};
+    let mut sha = Sha256::new();
+    sha.update(server.to_le_bytes());
+    sha.update(uri);
+    let digest = sha.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first).max(1)
 }
 
 impl Merge for LocationConf {
@@ -299,7 +347,6 @@ impl Merge for LocationConf {
         if self.requirements.is_none() {
             self.requirements = prev.requirements.clone();
         }
-        self.merge_verification(prev);
         self.challenge = bearer_challenge(self.realm.as_bytes(), &self.effective_scopes());
         Ok(())
     }

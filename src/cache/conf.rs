@@ -166,7 +166,10 @@ pub unsafe extern "C" fn merge_loc_conf(
     }
     // SAFETY: both are our location confs, merged above.
     let conf = &mut *conf.cast::<<Module as HttpModuleLocationConf>::LocationConf>();
-    conf.endpoint_id = endpoint_identity(server_index(cf), conf);
+    let prev = &*prev.cast::<<Module as HttpModuleLocationConf>::LocationConf>();
+    let server = server_index(cf);
+    conf.merge_verification(prev, server);
+    conf.endpoint_id = endpoint_identity(server, conf);
     if conf.admin && conf.admin_zone.is_null() {
         ngx_conf_log_error!(
             NGX_LOG_EMERG,
@@ -216,8 +219,7 @@ fn endpoint_identity(server: u64, conf: &LocationConf) -> u64 {
     // way round; answers verified with other keys or checks neither.
     sha.update([conf.json_introspection() as u8]);
     if let Some(verifier) = &conf.verifier {
-        sha.update(verifier.keys.digest);
-        sha.update(format!("{:?}", verifier.policy).as_bytes());
+        sha.update(verifier.identity());
     }
     let digest = sha.finalize();
     let mut first = [0u8; 8];

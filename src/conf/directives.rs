@@ -46,7 +46,7 @@ const fn command(
 }
 
 /// Every directive of the module, NULL-terminated as NGINX expects.
-pub static mut COMMANDS: [ngx_command_t; 21] = [
+pub static mut COMMANDS: [ngx_command_t; 24] = [
     command(
         c"phantom_token",
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -166,6 +166,24 @@ pub static mut COMMANDS: [ngx_command_t; 21] = [
         ANY_LEVEL | NGX_CONF_TAKE1,
         set_introspection_format,
         0,
+    ),
+    command(
+        c"phantom_token_jwks_request",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        super::verify::set_jwks_request,
+        0,
+    ),
+    command(
+        c"phantom_token_jwks_refresh",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        offset_of!(LocationConf, jwks_refresh),
+    ),
+    command(
+        c"phantom_token_jwks_refetch_interval",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        offset_of!(LocationConf, jwks_refetch_interval),
     ),
     ngx_command_t::empty(),
 ];

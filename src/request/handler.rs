@@ -15,7 +15,7 @@ use ngx::http::HttpModuleLocationConf;
 use ngx::{ngx_log_debug, ngx_log_error};
 
 use super::authorize::{bound_to_dpop_key, enforce, json_claims};
-use super::state::{self, Lease, RequestCtx, RequestState};
+use super::state::{self, Lease, PendingJwt, RequestCtx, RequestState};
 use super::subrequest;
 use crate::bearer::{access_token, introspection_body, token_fingerprint, Scheme};
 use crate::cache::policy::jwt_ttl_ms;
@@ -28,7 +28,12 @@ use crate::jwt::{check_compact_jwt, JwtClaims, JwtShapeError};
 use crate::jwt_memo::JwtMemo;
 use crate::response::send_error;
 use crate::time::now_wall_ms;
+use crate::verify::keys::{KeySet, VerifyError};
+use crate::verify::store::MAX_JWKS_SIZE;
+use crate::verify::{FetchClaim, KeySource, Step, FETCH_TIMEOUT_MS};
 use crate::Module;
+use allocator_api2::vec::Vec as PoolVec;
+use ngx::core::Pool;
 
 /// The access-phase entry point registered with NGINX.
 ///
@@ -89,6 +94,9 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
             // Woken before the subrequest ended: keep waiting for it.
             RequestState::Introspecting { .. } => Status::NGX_AGAIN.into(),
             RequestState::Done { .. } => finish(r, conf, ctx),
+            RequestState::FetchingKeys { .. } => Status::NGX_AGAIN.into(),
+            RequestState::KeysFetched { .. } => finish_key_fetch(r, conf, ctx),
+            RequestState::WaitingForKeys { .. } => resume_key_wait(r, conf, ctx),
         };
     }
     if state::note(r).is_some_and(|n| n.authorized) {
@@ -208,7 +216,7 @@ const MAX_POLL_MS: ngx_msec_t = 32;
 /// Parks the request on a timer (as `limit_req` delays requests); it
 /// re-enters the access phase when the timer fires.
 unsafe fn wait(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
-    let RequestState::Waiting { delay, .. } = &mut ctx.state else {
+    let Some(delay) = ctx.state.delay_mut() else {
         return Status::NGX_AGAIN.into();
     };
     let wev = (*(*r).connection).write;
@@ -349,7 +357,7 @@ unsafe fn finish(
 unsafe fn forward_jwt(
     r: *mut ngx_http_request_t,
     conf: &LocationConf,
-    ctx: &RequestCtx,
+    ctx: &mut RequestCtx,
     lease: Option<Lease>,
 ) -> ngx_int_t {
     let resp = &ctx.response;
@@ -378,22 +386,188 @@ unsafe fn forward_jwt(
         Ok(claims) => claims,
         Err(e) => return bad_gateway(format_args!("{e}")),
     };
-    if let Some(verifier) = conf.verifier.as_deref() {
-        if let Err(e) = verifier.check(&resp.body, now_wall_ms() / 1000) {
-            return bad_gateway(format_args!("a JWT that failed verification: {e}"));
+    let cache_control = resp.cache_control;
+    let pool = Pool::from_ngx_pool((*r).pool);
+    let pending = PendingJwt {
+        lease,
+        jwt: core::mem::replace(&mut ctx.response.body, PoolVec::new_in(pool)),
+        cache_control,
+        exp: claims.exp,
+    };
+    verify_then_forward(r, conf, ctx, pending, true)
+}
+
+/// Verifies the JWT (when the location verifies JWTs), then stores and
+/// forwards it; may first fetch the keys (`may_fetch`) or wait for
+/// another request's fetch.
+unsafe fn verify_then_forward(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    ctx: &mut RequestCtx,
+    pending: PendingJwt,
+    may_fetch: bool,
+) -> ngx_int_t {
+    let Some(verifier) = conf.verifier.as_deref() else {
+        return store_and_forward(r, conf, pending);
+    };
+    let step = verifier.step(&pending.jwt, now_wall_ms() / 1000, now_mono(), may_fetch);
+    match step {
+        Step::Verified(_) => store_and_forward(r, conf, pending),
+        Step::Refused(e) => {
+            log_own!(
+                NGX_LOG_ERR,
+                r,
+                "Introspection subrequest returned a JWT that failed verification: {e}"
+            );
+            send_error(r, conf, NGX_HTTP_BAD_GATEWAY as usize)
+        }
+        Step::Fetch(claim) => fetch_keys(r, conf, ctx, pending, claim),
+        Step::Wait => {
+            ctx.state = RequestState::WaitingForKeys {
+                pending,
+                deadline: now_mono() + FETCH_TIMEOUT_MS,
+                delay: FIRST_POLL_MS,
+            };
+            wait(r, ctx)
         }
     }
-    if let Some(lease) = lease {
+}
+
+/// Starts the JWKS subrequest of the location's `phantom_token_jwks_request`.
+unsafe fn fetch_keys(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    ctx: &mut RequestCtx,
+    pending: PendingJwt,
+    claim: FetchClaim,
+) -> ngx_int_t {
+    let uri = match conf.verifier.as_deref().map(|v| &v.source) {
+        Some(KeySource::Fetched(f)) => f.uri,
+        _ => return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize),
+    };
+    debug!(r, "Fetching the JWKS from {}", uri);
+    let resp = &mut ctx.response;
+    resp.restart();
+    resp.status = 0;
+    resp.rc = Status::NGX_OK.0;
+    resp.failed = false;
+    resp.max = MAX_JWKS_SIZE;
+    ctx.state = RequestState::FetchingKeys { pending, claim };
+    match subrequest::start_key_fetch(r, ctx, uri.as_bytes()) {
+        Ok(()) => Status::NGX_AGAIN.into(),
+        Err(e) => {
+            log_own!(NGX_LOG_ERR, r, "JWKS request: {e}");
+            ctx.state = RequestState::Done { lease: None };
+            send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize)
+        }
+    }
+}
+
+/// After the JWKS subrequest: store the keys if the answer is a complete
+/// JWKS, then verify the held JWT with what the store holds now.
+unsafe fn finish_key_fetch(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    ctx: &mut RequestCtx,
+) -> ngx_int_t {
+    let state = core::mem::replace(&mut ctx.state, RequestState::Done { lease: None });
+    let RequestState::KeysFetched { pending, claim } = state else {
+        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+    };
+    let resp = &ctx.response;
+    let complete = resp.status == 200
+        && resp.ended
+        && !resp.failed
+        && !resp.read_failed
+        && !resp.too_large
+        && resp.rc == Status::NGX_OK.0
+        && !resp.internal_error;
+    let parsed = if complete {
+        KeySet::from_jwks(&resp.body).map(|_| ())
+    } else if resp.too_large {
+        Err(format!("a JWKS larger than {MAX_JWKS_SIZE} bytes"))
+    } else {
+        Err(format!(
+            "an unusable response (status: {}, rc: {}, complete: {})",
+            resp.status,
+            resp.rc,
+            resp.ended && !resp.failed && !resp.read_failed
+        ))
+    };
+    match parsed {
+        Ok(()) => {
+            if !claim.finish(Some(&resp.body), now_mono()) {
+                log_own!(NGX_LOG_ERR, r, "the JWKS does not fit in the key zone");
+            }
+        }
+        Err(e) => {
+            log_own!(NGX_LOG_ERR, r, "JWKS request returned {e}");
+            claim.finish(None, now_mono());
+        }
+    }
+    verify_then_forward(r, conf, ctx, pending, false)
+}
+
+/// A JWT waiting for another request's key fetch looks again.
+unsafe fn resume_key_wait(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    ctx: &mut RequestCtx,
+) -> ngx_int_t {
+    let state = core::mem::replace(&mut ctx.state, RequestState::Done { lease: None });
+    let RequestState::WaitingForKeys {
+        pending,
+        deadline,
+        delay,
+    } = state
+    else {
+        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
+    };
+    let Some(verifier) = conf.verifier.as_deref() else {
+        return store_and_forward(r, conf, pending);
+    };
+    let now = now_mono();
+    match verifier.step(&pending.jwt, now_wall_ms() / 1000, now, true) {
+        Step::Wait if now < deadline => {
+            ctx.state = RequestState::WaitingForKeys {
+                pending,
+                deadline,
+                delay,
+            };
+            wait(r, ctx)
+        }
+        Step::Wait => {
+            log_own!(
+                NGX_LOG_ERR,
+                r,
+                "Introspection subrequest returned a JWT that failed verification: {}",
+                VerifyError::NoKeys
+            );
+            send_error(r, conf, NGX_HTTP_BAD_GATEWAY as usize)
+        }
+        Step::Fetch(claim) => fetch_keys(r, conf, ctx, pending, claim),
+        _ => verify_then_forward(r, conf, ctx, pending, false),
+    }
+}
+
+/// Stores a verified (or not verified: no keys configured) JWT when
+/// leading a cache flight, and forwards it.
+unsafe fn store_and_forward(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    pending: PendingJwt,
+) -> ngx_int_t {
+    if let Some(lease) = pending.lease {
         let ttl = jwt_ttl_ms(
             now_wall_ms(),
-            resp.cache_control,
-            claims.exp,
+            pending.cache_control,
+            pending.exp,
             conf.cache_max_ttl as u64,
         );
-        lease.settle(EntryKind::Jwt, &resp.body, ttl);
+        lease.settle(EntryKind::Jwt, &pending.jwt, ttl);
     }
     let scheme = client_token(r, conf).map_or(Scheme::Bearer, |(scheme, _)| scheme);
-    use_jwt(r, conf, forward_value(r, scheme, &resp.body))
+    use_jwt(r, conf, forward_value(r, scheme, &pending.jwt))
 }
 
 /// `phantom_token_introspection_format json`: a complete 200 answer is an

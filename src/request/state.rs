@@ -25,6 +25,7 @@ use ngx::http::HttpModule;
 
 use crate::cache::policy::CacheControl;
 use crate::cache::zone::{now_mono, CacheKey, EntryKind, Zone};
+use crate::verify::FetchClaim;
 use crate::Module;
 
 /// Where a client request is in its journey.
@@ -52,6 +53,54 @@ pub enum RequestState {
         /// The cache flight this request leads, if any.
         lease: Option<Lease>,
     },
+    /// The JWT waits for keys: our JWKS subrequest runs.
+    FetchingKeys {
+        /// The JWT and its flight.
+        pending: PendingJwt,
+        /// This request's right to the one fetch.
+        claim: FetchClaim,
+    },
+    /// The JWKS subrequest finished; [`RequestCtx::response`] holds its answer.
+    KeysFetched {
+        /// The JWT and its flight.
+        pending: PendingJwt,
+        /// This request's right to the one fetch.
+        claim: FetchClaim,
+    },
+    /// The JWT waits for another request's JWKS fetch; polled with
+    /// back-off until `deadline`.
+    WaitingForKeys {
+        /// The JWT and its flight.
+        pending: PendingJwt,
+        /// Monotonic ms after which the JWT is refused.
+        deadline: u64,
+        /// The next poll delay.
+        delay: ngx_msec_t,
+    },
+}
+
+impl RequestState {
+    /// The poll delay of a waiting state.
+    pub fn delay_mut(&mut self) -> Option<&mut ngx_msec_t> {
+        match self {
+            RequestState::Waiting { delay, .. } | RequestState::WaitingForKeys { delay, .. } => {
+                Some(delay)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An introspected JWT held while its keys are fetched.
+pub struct PendingJwt {
+    /// The cache flight this request leads, if any.
+    pub lease: Option<Lease>,
+    /// The JWT (checked well-formed).
+    pub jwt: PoolVec<u8, Pool>,
+    /// The introspection answer's `Cache-Control`.
+    pub cache_control: CacheControl,
+    /// The JWT's `exp`.
+    pub exp: Option<u64>,
 }
 
 /// The introspection response as captured by the body filter and the

@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use nginx_sys::{
     ngx_alloc_chain_link, ngx_create_temp_buf, ngx_http_post_subrequest_t, ngx_http_request_body_t,
     ngx_http_request_t, ngx_http_subrequest, ngx_int_t, ngx_list_init, ngx_list_push, ngx_pcalloc,
-    ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE,
+    ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_HTTP_GET, NGX_HTTP_POST, NGX_HTTP_SPECIAL_RESPONSE,
     NGX_HTTP_SUBREQUEST_WAITED, NGX_LOG_ALERT,
 };
 use ngx::core::Status;
@@ -46,30 +46,7 @@ pub unsafe fn start(
     body: &[u8],
 ) -> Result<(), StartError> {
     let request_body = form_body(r, body).ok_or(StartError("body allocation failed"))?;
-    let ps = ngx_pcalloc((*r).pool, size_of::<ngx_http_post_subrequest_t>())
-        .cast::<ngx_http_post_subrequest_t>();
-    if ps.is_null() {
-        return Err(StartError("allocation failed"));
-    }
-    (*ps).handler = Some(post_subrequest);
-    (*ps).data = ctx.cast();
-
-    let mut uri = ngx_str_t {
-        len: endpoint.len(),
-        data: endpoint.as_ptr().cast_mut(),
-    };
-    let mut sr: *mut ngx_http_request_t = ptr::null_mut();
-    let rc = ngx_http_subrequest(
-        r,
-        &mut uri,
-        ptr::null_mut(),
-        &mut sr,
-        ps,
-        NGX_HTTP_SUBREQUEST_WAITED as ngx_uint_t,
-    );
-    if rc != Status::NGX_OK.0 || sr.is_null() {
-        return Err(StartError("ngx_http_subrequest failed"));
-    }
+    let sr = launch(r, ctx, endpoint)?;
 
     // The subrequest gets its own body and method; the client's body stays
     // untouched (and unread) for the upstream.
@@ -94,6 +71,62 @@ pub unsafe fn start(
         }
     }
     Ok(())
+}
+
+/// Starts the `GET <uri>` subrequest fetching the JWKS, for the client
+/// request whose context is `ctx` (in state `FetchingKeys`). It carries
+/// none of the client's headers (no token reaches the JWKS endpoint).
+///
+/// # Safety
+/// `r` must be a valid main request in the access phase; `ctx` its context.
+pub unsafe fn start_key_fetch(
+    r: *mut ngx_http_request_t,
+    ctx: *mut RequestCtx,
+    uri: &[u8],
+) -> Result<(), StartError> {
+    let sr = launch(r, ctx, uri)?;
+    (*sr).request_body = ptr::null_mut();
+    (*sr).method = NGX_HTTP_GET as ngx_uint_t;
+    (*sr).method_name = ngx_string!("GET");
+    (*sr).headers_in.content_length_n = -1;
+    (*sr).headers_in.set_chunked(0);
+    if !own_headers(sr, &[ACCEPT_JSON]) {
+        return Err(StartError("header allocation failed"));
+    }
+    Ok(())
+}
+
+/// Creates a waited subrequest to `uri` reporting to `ctx` through
+/// [`post_subrequest`].
+unsafe fn launch(
+    r: *mut ngx_http_request_t,
+    ctx: *mut RequestCtx,
+    uri: &[u8],
+) -> Result<*mut ngx_http_request_t, StartError> {
+    let ps = ngx_pcalloc((*r).pool, size_of::<ngx_http_post_subrequest_t>())
+        .cast::<ngx_http_post_subrequest_t>();
+    if ps.is_null() {
+        return Err(StartError("allocation failed"));
+    }
+    (*ps).handler = Some(post_subrequest);
+    (*ps).data = ctx.cast();
+    let mut uri = ngx_str_t {
+        len: uri.len(),
+        data: uri.as_ptr().cast_mut(),
+    };
+    let mut sr: *mut ngx_http_request_t = ptr::null_mut();
+    let rc = ngx_http_subrequest(
+        r,
+        &mut uri,
+        ptr::null_mut(),
+        &mut sr,
+        ps,
+        NGX_HTTP_SUBREQUEST_WAITED as ngx_uint_t,
+    );
+    if rc != Status::NGX_OK.0 || sr.is_null() {
+        return Err(StartError("ngx_http_subrequest failed"));
+    }
+    Ok(sr)
 }
 
 /// The context of the client request if `r` is one of our introspection
@@ -185,12 +218,16 @@ unsafe extern "C" fn post_subrequest(
     }
 }
 
-/// Moves the client request to `Done`, keeping its lease.
+/// Moves the client request to `Done` (or `KeysFetched`), keeping what it holds.
 fn mark_done(ctx: &mut RequestCtx) {
-    if let RequestState::Introspecting { lease } = &mut ctx.state {
-        let lease = lease.take();
-        ctx.state = RequestState::Done { lease };
-    }
+    let state = core::mem::replace(&mut ctx.state, RequestState::Done { lease: None });
+    ctx.state = match state {
+        RequestState::Introspecting { lease } => RequestState::Done { lease },
+        RequestState::FetchingKeys { pending, claim } => {
+            RequestState::KeysFetched { pending, claim }
+        }
+        other => other,
+    };
 }
 
 /// Records status, return code and `Cache-Control` of the subrequest.

@@ -161,6 +161,8 @@ pub enum VerifyError {
     WrongIssuer,
     /// `aud` holds none of the configured audiences.
     WrongAudience,
+    /// No keys: the JWKS was never fetched successfully.
+    NoKeys,
 }
 
 impl core::fmt::Display for VerifyError {
@@ -177,6 +179,7 @@ impl core::fmt::Display for VerifyError {
             VerifyError::NotYetValid => f.write_str("not yet valid (\"nbf\")"),
             VerifyError::WrongIssuer => f.write_str("wrong issuer (\"iss\")"),
             VerifyError::WrongAudience => f.write_str("wrong audience (\"aud\")"),
+            VerifyError::NoKeys => f.write_str("no keys (the JWKS could not be fetched)"),
         }
     }
 }

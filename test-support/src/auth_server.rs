@@ -192,6 +192,8 @@ struct State {
     jwks: Option<Vec<SigningKey>>,
     /// Status `GET /jwks` answers instead of the JWKS.
     jwks_status: Option<u16>,
+    /// Pause before `GET /jwks` answers.
+    jwks_delay: Duration,
 }
 
 impl State {
@@ -420,6 +422,11 @@ impl AuthServer {
     /// restores the normal answer.
     pub fn set_jwks_status(&self, status: Option<u16>) {
         self.shared.lock().jwks_status = status;
+    }
+
+    /// Makes `GET /jwks` answer only after `delay`.
+    pub fn set_jwks_delay(&self, delay: Duration) {
+        self.shared.lock().jwks_delay = delay;
     }
 
     /// Number of `GET /jwks` requests received (answered or not), counted
@@ -662,7 +669,13 @@ async fn handle_connection(shared: Arc<Shared>, stream: TcpStream) {
         let action = match req.path() {
             "/introspect" => introspect(&shared, &req, token, fault, keep_alive).await,
             "/token" => Action::Respond(token_endpoint(&shared, &req, keep_alive)),
-            "/jwks" => Action::Respond(jwks_endpoint(&shared, &req, keep_alive)),
+            "/jwks" => {
+                let delay = shared.lock().jwks_delay;
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Action::Respond(jwks_endpoint(&shared, &req, keep_alive))
+            }
             _ => Action::Respond(http::response(
                 404,
                 &json_headers(),

@@ -1,0 +1,154 @@
+//! JWT verification with keys fetched from the authorization server
+//! (`phantom_token_jwks_request`): one fetch for all workers, a re-fetch
+//! when the AS rolls its keys (bounded by the refetch interval, whatever
+//! the JWTs claim), cached keys kept when the JWKS endpoint is down.
+
+mod common;
+use common::*;
+
+/// A gateway (2 workers) fetching keys through `location = /jwks`; `extra`
+/// goes to the `http` level.
+fn fetching_gateway(extra: &str) -> Gateway {
+    let extra = extra.to_string();
+    gateway_custom(move |auth, echo, port| {
+        format!(
+            r#"{extra}
+            phantom_token_jwks_request /jwks;
+            server {{
+                listen 127.0.0.1:{port};
+                location /api {{
+                    phantom_token on;
+                    phantom_token_introspection_endpoint curity;
+                    proxy_pass http://127.0.0.1:{echo};
+                }}
+                location = /jwks {{
+                    internal;
+                    proxy_pass {jwks};
+                }}
+                {curity}
+            }}"#,
+            echo = echo.port(),
+            jwks = auth.jwks_url(),
+            curity = curity_location(auth, "")
+        )
+    })
+}
+
+fn jwks_requests(gw: &Gateway) -> Vec<RecordedRequest> {
+    gw.auth
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/jwks")
+        .collect()
+}
+
+#[test]
+fn keys_are_fetched_once_for_all_workers() {
+    let gw = fetching_gateway("");
+    for _ in 0..10 {
+        assert_forwarded(gw.get_bearer("/api", &gw.token()));
+    }
+    assert_eq!(gw.auth.jwks_count(), 1);
+    let fetch = &jwks_requests(&gw)[0];
+    assert_eq!(fetch.method, "GET");
+    assert_eq!(
+        fetch.header("authorization"),
+        None,
+        "no token reaches the JWKS endpoint"
+    );
+    assert_eq!(fetch.header("accept"), Some("application/json"));
+}
+
+#[test]
+fn concurrent_first_requests_share_one_fetch() {
+    let gw = fetching_gateway("");
+    // A slow JWKS endpoint: the requests overlap the one fetch and wait.
+    gw.auth
+        .set_jwks_delay(std::time::Duration::from_millis(300));
+    let tokens: Vec<String> = (0..20).map(|_| gw.token()).collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = tokens
+            .iter()
+            .map(|t| s.spawn(|| gw.get_bearer("/api", t).status().as_u16()))
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), 200);
+        }
+    });
+    assert_eq!(gw.auth.jwks_count(), 1);
+}
+
+/// The AS rolls its key: the first JWT with the new `kid` causes one
+/// re-fetch and is accepted, without a reload.
+#[test]
+fn rolled_key_is_fetched_without_reload() {
+    let gw = fetching_gateway("phantom_token_jwks_refetch_interval 0s;");
+    assert_forwarded(gw.get_bearer("/api", &gw.token()));
+    gw.auth.set_jwks(&[SigningKey::Rsa1, SigningKey::Rsa2]);
+    gw.auth.set_signing_key(SigningKey::Rsa2);
+    for _ in 0..3 {
+        let echoed = assert_forwarded(gw.get_bearer("/api", &gw.token()));
+        let header = jsonwebtoken::decode_header(echoed.bearer().unwrap()).unwrap();
+        assert_eq!(header.kid.as_deref(), Some("test-key-2"));
+    }
+    assert_eq!(gw.auth.jwks_count(), 2);
+}
+
+/// Forged `kid`s cannot make the gateway hammer the AS: at most one fetch
+/// per refetch interval.
+#[test]
+fn a_flood_of_unknown_kids_is_bounded() {
+    let gw = fetching_gateway("phantom_token_jwks_refetch_interval 1h;");
+    for i in 0..20 {
+        let forged = gw.auth.sign_jwt_with(
+            SigningKey::Rsa1,
+            Some(&format!("forged-{i}")),
+            &gw.auth.claims_of(&gw.token()).unwrap(),
+        );
+        gw.auth.set_fault(Fault::Body(forged.into_bytes()));
+        assert_error(gw.get_bearer("/api", &gw.token()), 502, SERVER_ERROR);
+    }
+    gw.expect_log("failed verification: no key with kid \"forged-19\"");
+    assert_eq!(gw.auth.jwks_count(), 1);
+    gw.auth.clear_fault();
+    assert_forwarded(gw.get_bearer("/api", &gw.token()));
+}
+
+/// The JWKS endpoint goes down: the keys at hand keep verifying (refresh
+/// attempts fail and are logged).
+#[test]
+fn cached_keys_survive_an_unavailable_jwks_endpoint() {
+    let gw =
+        fetching_gateway("phantom_token_jwks_refresh 1ms; phantom_token_jwks_refetch_interval 0s;");
+    assert_forwarded(gw.get_bearer("/api", &gw.token()));
+    gw.auth.set_jwks_status(Some(500));
+    for _ in 0..3 {
+        assert_forwarded(gw.get_bearer("/api", &gw.token()));
+    }
+    assert!(gw.auth.jwks_count() >= 2, "refresh was attempted");
+    gw.expect_log("JWKS request returned an unusable response (status: 500");
+}
+
+#[test]
+fn no_keys_at_all_is_bad_gateway() {
+    let gw = fetching_gateway("");
+    gw.auth.set_jwks_status(Some(503));
+    assert_error(gw.get_bearer("/api", &gw.token()), 502, SERVER_ERROR);
+    gw.expect_log("failed verification: no keys (the JWKS could not be fetched)");
+    assert_eq!(gw.echo.request_count(), 0);
+}
+
+#[test]
+fn jwks_request_needs_a_uri() {
+    let t = Nginx::builder()
+        .http(|port| {
+            format!("phantom_token_jwks_request jwks;\nserver {{ listen 127.0.0.1:{port}; }}")
+        })
+        .test_config();
+    assert!(!t.ok);
+    let expected = format!(
+        r#"[emerg] invalid location "jwks" in "phantom_token_jwks_request" directive, a URI ("/...") is required in {}"#,
+        t.location_of("phantom_token_jwks_request")
+    );
+    assert!(t.output.contains(&expected), "{}", t.output);
+}
