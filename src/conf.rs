@@ -88,6 +88,8 @@ pub struct LocationConf {
     pub endpoint_id: u64,
     /// `phantom_token_introspection_format jwt|json` (1: json).
     pub json_introspection: ngx_flag_t,
+    /// `phantom_token_phase access|preaccess` (1: preaccess).
+    pub preaccess: ngx_flag_t,
     /// `phantom_token_dpop on|off`: accept `Authorization: DPoP <token>`.
     pub dpop: ngx_flag_t,
     /// `phantom_token_jwks` (`None`: inherited).
@@ -129,6 +131,7 @@ impl Default for LocationConf {
             endpoint_id: 0,
             requirements: None,
             dpop: NGX_CONF_UNSET as ngx_flag_t,
+            preaccess: NGX_CONF_UNSET as ngx_flag_t,
             json_introspection: NGX_CONF_UNSET as ngx_flag_t,
             jwks: None,
             jwt_leeway: UNSET_MSEC,
@@ -170,6 +173,15 @@ impl LocationConf {
     /// instead of a JWT.
     pub fn json_introspection(&self) -> bool {
         self.json_introspection == 1
+    }
+
+    /// The phase the token is exchanged in.
+    pub fn phase(&self) -> crate::request::handler::Phase {
+        if self.preaccess == 1 {
+            crate::request::handler::Phase::Preaccess
+        } else {
+            crate::request::handler::Phase::Access
+        }
     }
 
     /// Whether `phantom_token on` applies here.
@@ -335,6 +347,13 @@ impl Merge for LocationConf {
                 0
             } else {
                 prev.dpop
+            };
+        }
+        if self.preaccess == NGX_CONF_UNSET as ngx_flag_t {
+            self.preaccess = if prev.preaccess == NGX_CONF_UNSET as ngx_flag_t {
+                0
+            } else {
+                prev.preaccess
             };
         }
         if self.json_introspection == NGX_CONF_UNSET as ngx_flag_t {

@@ -34,10 +34,14 @@ use core::ptr::addr_of;
 
 use nginx_sys::{
     ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
-    ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE,
+    ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_phases_NGX_HTTP_PREACCESS_PHASE,
+    ngx_http_request_t, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE,
 };
 use ngx::core::Status;
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+
+/// A phase handler.
+type HandlerFn = unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t;
 
 /// The module type used with `ngx`'s configuration helpers.
 pub struct Module;
@@ -55,12 +59,26 @@ impl HttpModule for Module {
         let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(&*cf) else {
             return Status::NGX_ERROR.into();
         };
-        let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
-        let h = ngx_array_push(&mut phase.handlers).cast::<ngx_http_handler_pt>();
-        if h.is_null() {
-            return Status::NGX_ERROR.into();
+        let handlers = [
+            (
+                ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
+                request::handler::access_handler as HandlerFn,
+            ),
+            // Pushed after limit_req/limit_conn (static modules come
+            // first), so it runs before them: their keys see the claims.
+            (
+                ngx_http_phases_NGX_HTTP_PREACCESS_PHASE,
+                request::handler::preaccess_handler as HandlerFn,
+            ),
+        ];
+        for (phase, handler) in handlers {
+            let phase = &mut cmcf.phases[phase as usize];
+            let h = ngx_array_push(&mut phase.handlers).cast::<ngx_http_handler_pt>();
+            if h.is_null() {
+                return Status::NGX_ERROR.into();
+            }
+            *h = Some(handler);
         }
-        *h = Some(request::handler::access_handler);
         request::capture::install_body_filter();
         Status::NGX_OK.into()
     }

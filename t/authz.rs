@@ -20,10 +20,10 @@ fn cache_parts(cache: Cache) -> (&'static str, &'static str) {
 }
 
 /// `/api` with the method rules of the issue's example.
-fn method_gateway(cache: Cache) -> Gateway {
+fn method_gateway(cache: Cache, extra: &str) -> Gateway {
     let (http, use_cache) = cache_parts(cache);
     let api = format!(
-        r#"{use_cache}
+        r#"{use_cache} {extra}
             phantom_token_require GET HEAD "read";
             phantom_token_require POST PUT DELETE "write and (admin or role=editor)";"#
     );
@@ -50,7 +50,16 @@ fn assert_forbidden(resp: Response, challenge: &str) {
 }
 
 fn method_rules(cache: Cache) {
-    let gw = method_gateway(cache);
+    method_rules_with(cache, "")
+}
+
+/// The same in the preaccess phase (`phantom_token_phase preaccess`).
+fn method_rules_in_preaccess(cache: Cache) {
+    method_rules_with(cache, "phantom_token_phase preaccess;")
+}
+
+fn method_rules_with(cache: Cache, extra: &str) {
+    let gw = method_gateway(cache, extra);
     let reader = gw.auth.issue_token(json!({"scope": "read"}));
     let editor = gw
         .auth
@@ -105,7 +114,7 @@ fn method_rules(cache: Cache) {
     );
 }
 
-with_and_without_cache!(method_rules);
+with_and_without_cache!(method_rules, method_rules_in_preaccess);
 
 /// Every operator of the language, one location per rule.
 #[test]

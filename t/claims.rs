@@ -108,3 +108,36 @@ fn without_a_jwt_the_claims_are_empty() {
         ]
     );
 }
+
+/// `phantom_token_phase preaccess`: the token is exchanged before
+/// `limit_req`, so a claim can be its key (per-user rate limits).
+#[test]
+fn claims_as_limit_req_keys_in_preaccess() {
+    for preaccess in [true, false] {
+        let gw = gateway_parts(Parts {
+            http: "limit_req_zone $phantom_token_claim_sub zone=per_user:1m rate=1r/m;",
+            api: &format!(
+                "{} limit_req zone=per_user nodelay; limit_req_status 429;",
+                if preaccess {
+                    "phantom_token_phase preaccess;"
+                } else {
+                    ""
+                }
+            ),
+            ..Parts::default()
+        });
+        let alice = gw.auth.issue_token(json!({"sub": "alice"}));
+        let bob = gw.auth.issue_token(json!({"sub": "bob"}));
+        assert_forwarded(gw.get_bearer("/api", &alice));
+        let second = gw.get_bearer("/api", &alice).status().as_u16();
+        assert_forwarded(gw.get_bearer("/api", &bob));
+        if preaccess {
+            assert_eq!(second, 429, "alice's second request within the minute");
+        } else {
+            // In the access phase the key is still empty: limit_req skips it.
+            assert_eq!(second, 200);
+        }
+        // Errors stay the module's own, in either phase.
+        assert_unauthorized(gw.get("/api", None), r#"Bearer realm="api""#);
+    }
+}

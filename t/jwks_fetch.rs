@@ -61,7 +61,13 @@ fn keys_are_fetched_once_for_all_workers() {
 
 #[test]
 fn concurrent_first_requests_share_one_fetch() {
-    let gw = fetching_gateway("");
+    for phase in ["access", "preaccess"] {
+        concurrent_first_requests_in(phase);
+    }
+}
+
+fn concurrent_first_requests_in(phase: &str) {
+    let gw = fetching_gateway(&format!("phantom_token_phase {phase};"));
     // A slow JWKS endpoint: the requests overlap the one fetch and wait.
     gw.auth
         .set_jwks_delay(std::time::Duration::from_millis(300));

@@ -46,7 +46,7 @@ const fn command(
 }
 
 /// Every directive of the module, NULL-terminated as NGINX expects.
-pub static mut COMMANDS: [ngx_command_t; 24] = [
+pub static mut COMMANDS: [ngx_command_t; 25] = [
     command(
         c"phantom_token",
         ANY_LEVEL | NGX_CONF_FLAG,
@@ -185,6 +185,12 @@ pub static mut COMMANDS: [ngx_command_t; 24] = [
         ngx_conf_set_msec_slot,
         offset_of!(LocationConf, jwks_refetch_interval),
     ),
+    command(
+        c"phantom_token_phase",
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        set_phase,
+        0,
+    ),
     ngx_command_t::empty(),
 ];
 
@@ -294,6 +300,34 @@ unsafe extern "C" fn set_introspection_format(
                 cf,
                 "invalid value \"{}\" in \"phantom_token_introspection_format\" directive, \
                  it must be \"jwt\" or \"json\"",
+                String::from_utf8_lossy(other)
+            );
+            return NGX_CONF_ERROR;
+        }
+    };
+    NGX_CONF_OK
+}
+
+/// `phantom_token_phase access|preaccess`.
+unsafe extern "C" fn set_phase(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: NGINX passes our location conf and the current parser state.
+    let conf = &mut *conf.cast::<LocationConf>();
+    if conf.preaccess != nginx_sys::NGX_CONF_UNSET as nginx_sys::ngx_flag_t {
+        return c"is duplicate".as_ptr().cast_mut();
+    }
+    conf.preaccess = match args(cf)[1].as_bytes() {
+        b"access" => 0,
+        b"preaccess" => 1,
+        other => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid value \"{}\" in \"phantom_token_phase\" directive, \
+                 it must be \"access\" or \"preaccess\"",
                 String::from_utf8_lossy(other)
             );
             return NGX_CONF_ERROR;

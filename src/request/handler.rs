@@ -40,13 +40,40 @@ use ngx::core::Pool;
 /// # Safety
 /// Called by NGINX with a valid request.
 pub unsafe extern "C" fn access_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    entry(r, Phase::Access)
+}
+
+/// The preaccess-phase entry point (`phantom_token_phase preaccess`).
+///
+/// # Safety
+/// Called by NGINX with a valid request.
+pub unsafe extern "C" fn preaccess_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    entry(r, Phase::Preaccess)
+}
+
+/// The phase a handler call comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// NGINX's preaccess phase (before `limit_req` and `limit_conn`).
+    Preaccess,
+    /// NGINX's access phase (the C module's).
+    Access,
+}
+
+unsafe fn entry(r: *mut ngx_http_request_t, phase: Phase) -> ngx_int_t {
     let log = (*(*r).connection).log;
-    guard(
+    let rc = guard(
         log,
         "authorizing the request",
         NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
-        || access(r),
-    )
+        || access(r, phase),
+    );
+    if phase == Phase::Preaccess && rc == Status::NGX_OK.0 {
+        // In a generic phase NGX_OK would skip the phase's other handlers
+        // (limit_req, limit_conn): let them run.
+        return Status::NGX_DECLINED.into();
+    }
+    rc
 }
 
 macro_rules! debug {
@@ -79,7 +106,7 @@ unsafe fn set_cache_status(r: *mut ngx_http_request_t, status: &'static str) {
     }
 }
 
-unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
+unsafe fn access(r: *mut ngx_http_request_t, phase: Phase) -> ngx_int_t {
     let request = ngx::http::Request::from_ngx_http_request(r);
     let Some(conf) = Module::location_conf(request) else {
         return Status::NGX_DECLINED.into();
@@ -88,6 +115,14 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
         debug!(r, "Module disabled");
         return Status::NGX_DECLINED.into();
     }
+    if phase == Phase::Preaccess && conf.phase() == Phase::Access {
+        return Status::NGX_DECLINED.into();
+    }
+    if state::note(r).is_some_and(|n| n.authorized) {
+        debug!(r, "Token already introspected for this request");
+        return Status::NGX_OK.into();
+    }
+    // A request in flight resumes in the phase that started it.
     if let Some(ctx) = state::context(r) {
         return match ctx.state {
             RequestState::Waiting { .. } => resume_waiting(r, conf, ctx),
@@ -99,9 +134,10 @@ unsafe fn access(r: *mut ngx_http_request_t) -> ngx_int_t {
             RequestState::WaitingForKeys { .. } => resume_key_wait(r, conf, ctx),
         };
     }
-    if state::note(r).is_some_and(|n| n.authorized) {
-        debug!(r, "Token already introspected for this request");
-        return Status::NGX_OK.into();
+    if phase != conf.phase() || (*r).main != r {
+        // Not this location's phase; subrequests only reach the preaccess
+        // handler (NGINX skips access handlers for them).
+        return Status::NGX_DECLINED.into();
     }
     if (*r).method == NGX_HTTP_OPTIONS as usize {
         return NGX_HTTP_NO_CONTENT as ngx_int_t;
