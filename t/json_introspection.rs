@@ -96,6 +96,14 @@ fn active_and_inactive(cache: Cache) {
 
 with_and_without_cache!(active_and_inactive);
 
+/// An AS that answers `204` for inactive tokens in JSON mode: still `401`.
+#[test]
+fn a_204_is_inactive_too() {
+    let gw = json_gateway(Cache::Off, "");
+    gw.auth.set_fault(Fault::Status(204, String::new()));
+    assert_unauthorized(gw.get_bearer("/api", &gw.token()), r#"Bearer realm="api""#);
+}
+
 #[test]
 fn answers_without_active_are_bad_gateway() {
     let gw = json_gateway(Cache::Off, "");

@@ -158,3 +158,100 @@ fn jwks_request_needs_a_uri() {
     );
     assert!(t.output.contains(&expected), "{}", t.output);
 }
+
+/// Fetched keys live in shared memory that a reload keeps: after a reload
+/// the new workers verify without fetching again.
+#[test]
+fn fetched_keys_survive_a_reload() {
+    let gw = fetching_gateway("");
+    assert_forwarded(gw.get_bearer("/api", &gw.token()));
+    gw.nginx.reload();
+    gw.auth.set_jwks_status(Some(500));
+    for _ in 0..4 {
+        assert_forwarded(gw.get_bearer("/api", &gw.token()));
+    }
+    assert_eq!(gw.auth.jwks_count(), 1);
+}
+
+/// The admin warm-up uses the keys at hand and never fetches.
+#[test]
+fn warm_up_uses_the_keys_at_hand() {
+    let gw = gateway_custom(|auth, echo, port| {
+        format!(
+            r#"phantom_token_jwks_request /jwks;
+            phantom_token_cache_zone tokens:1m;
+            server {{
+                listen 127.0.0.1:{port};
+                location /api {{
+                    phantom_token on;
+                    phantom_token_introspection_endpoint curity;
+                    phantom_token_cache tokens;
+                    proxy_pass http://127.0.0.1:{echo};
+                }}
+                location = /admin {{ phantom_token_cache_admin tokens; }}
+                location = /jwks {{ internal; proxy_pass {jwks}; }}
+                {curity}
+            }}"#,
+            echo = echo.port(),
+            jwks = auth.jwks_url(),
+            curity = curity_location(auth, "")
+        )
+    });
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let jwt = gw.auth.sign_jwt(&json!({"sub": "warmed", "exp": exp}));
+    let warm = || {
+        client()
+            .post(gw.nginx.url("/admin"))
+            .body(json!({"action": "warm", "token": "w1", "jwt": jwt, "ttl": 60}).to_string())
+            .send()
+            .unwrap()
+    };
+    let before = warm();
+    assert_eq!(before.status().as_u16(), 422);
+    assert_eq!(
+        before.text().unwrap(),
+        r#"{"error":"the JWT is refused: no keys (the JWKS could not be fetched)"}"#
+    );
+    assert_eq!(gw.auth.jwks_count(), 0);
+    // A request fetches the keys; then the warm-up verifies.
+    assert_forwarded(gw.get_bearer("/api", &gw.token()));
+    assert_eq!(warm().status().as_u16(), 200);
+    let echoed = assert_forwarded(gw.get_bearer("/api", "w1"));
+    assert_eq!(echoed.bearer(), Some(jwt.as_str()));
+}
+
+#[test]
+fn a_block_has_one_key_source() {
+    let t = Nginx::builder()
+        .http(|port| {
+            format!(
+                "phantom_token_jwks_request /jwks;\nphantom_token_jwks off;\nserver {{ listen 127.0.0.1:{port}; }}"
+            )
+        })
+        .test_config();
+    assert!(!t.ok);
+    let expected = format!(
+        r#"[emerg] "phantom_token_jwks" directive is duplicate in {}"#,
+        t.location_of("phantom_token_jwks off")
+    );
+    assert!(t.output.contains(&expected), "{}", t.output);
+}
+
+#[test]
+fn the_key_zone_name_is_reserved() {
+    let t = Nginx::builder()
+        .http(|port| {
+            format!("phantom_token_cache_zone phantom_token_jwks:1m;\nserver {{ listen 127.0.0.1:{port}; }}")
+        })
+        .test_config();
+    assert!(!t.ok);
+    let expected = format!(
+        r#"[emerg] the zone name "phantom_token_jwks" is reserved for JWT verification keys in {}"#,
+        t.location_of("phantom_token_cache_zone")
+    );
+    assert!(t.output.contains(&expected), "{}", t.output);
+}

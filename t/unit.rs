@@ -22,5 +22,8 @@ mod jwt_memo;
 #[path = "../src/cache/metrics.rs"]
 #[allow(dead_code)] // the admin handler uses the rest
 mod metrics;
+#[path = "../src/verify/keys.rs"]
+#[allow(dead_code)] // the verifier uses the rest
+mod verify_keys;
 #[path = "../src/www_authenticate.rs"]
 mod www_authenticate;

@@ -30,6 +30,14 @@ unsafe fn shared_zone(
     name: &ngx_str_t,
     size: usize,
 ) -> *mut nginx_sys::ngx_shm_zone_t {
+    if name.as_bytes() == crate::verify::store::ZONE_NAME {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "the zone name \"phantom_token_jwks\" is reserved for JWT verification keys"
+        );
+        return ptr::null_mut();
+    }
     let mut name = *name;
     let module = ptr::addr_of_mut!(crate::ngx_curity_http_phantom_token_module);
     ngx_shared_memory_add(cf, &mut name, size, module.cast())

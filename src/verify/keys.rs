@@ -287,3 +287,110 @@ pub fn verify(jwt: &[u8], keys: &KeySet, policy: &Policy) -> Result<u64, VerifyE
     }
     outcome.map(|_: ()| 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use test_support::{jwks_json, AuthServer, SigningKey};
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn keys(of: &[SigningKey]) -> KeySet {
+        KeySet::from_jwks(jwks_json(of).as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn kid_selects_the_key_and_no_kid_tries_the_algorithm() {
+        let auth = AuthServer::start();
+        let set = keys(&[SigningKey::Rsa1, SigningKey::Rsa2, SigningKey::Ec]);
+        let claims = json!({"sub": "a", "exp": now() + 60});
+        let policy = Policy::default();
+        let rsa2 = auth.sign_jwt_with(SigningKey::Rsa2, None, &claims);
+        assert_eq!(verify(rsa2.as_bytes(), &set, &policy), Ok(now() + 60));
+        // The kid of another key: that key decides.
+        let wrong = auth.sign_jwt_with(SigningKey::Rsa2, Some("test-key-1"), &claims);
+        assert_eq!(
+            verify(wrong.as_bytes(), &set, &policy),
+            Err(VerifyError::BadSignature)
+        );
+        // The EC key's kid on an RSA signature: the key does not do RS256.
+        let mixed = auth.sign_jwt_with(SigningKey::Rsa1, Some("test-ec-1"), &claims);
+        assert_eq!(
+            verify(mixed.as_bytes(), &set, &policy),
+            Err(VerifyError::BadSignature)
+        );
+        // No kid: every key for the algorithm is tried.
+        let pem = include_str!("../../test-support/src/test_key2.pem");
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap();
+        let header = jsonwebtoken::Header::new(Algorithm::RS256);
+        let no_kid = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+        assert_eq!(verify(no_kid.as_bytes(), &set, &policy), Ok(now() + 60));
+        let only_ec = keys(&[SigningKey::Ec]);
+        assert_eq!(
+            verify(no_kid.as_bytes(), &only_ec, &policy),
+            Err(VerifyError::UnknownKey(None))
+        );
+    }
+
+    #[allow(non_snake_case)]
+    fn URL_SAFE_NO_PAD_ENCODE(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn symmetric_and_unsigned_are_refused() {
+        let set = keys(&[SigningKey::Rsa1]);
+        let claims = URL_SAFE_NO_PAD_ENCODE(format!(r#"{{"exp":{}}}"#, now() + 60).as_bytes());
+        let hs = format!(
+            "{}.{claims}.c2ln",
+            URL_SAFE_NO_PAD_ENCODE(br#"{"alg":"HS256","kid":"test-key-1"}"#)
+        );
+        assert_eq!(
+            verify(hs.as_bytes(), &set, &Policy::default()),
+            Err(VerifyError::UnsupportedAlgorithm("HS256".into()))
+        );
+        let none = format!(
+            "{}.{claims}.c2ln",
+            URL_SAFE_NO_PAD_ENCODE(br#"{"alg":"None"}"#)
+        );
+        assert_eq!(
+            verify(none.as_bytes(), &set, &Policy::default()),
+            Err(VerifyError::Unsigned)
+        );
+        assert_eq!(
+            verify(b"garbage", &set, &Policy::default()),
+            Err(VerifyError::Malformed)
+        );
+        let bad_kid = format!(
+            "{}.{claims}.c2ln",
+            URL_SAFE_NO_PAD_ENCODE(br#"{"alg":"RS256","kid":7}"#)
+        );
+        assert_eq!(
+            verify(bad_kid.as_bytes(), &set, &Policy::default()),
+            Err(VerifyError::Malformed)
+        );
+    }
+
+    #[test]
+    fn key_files() {
+        assert!(KeySet::from_jwks(
+            br#"{"keys":[{"kty":"RSA","kid":"x","use":"enc","n":"AQAB","e":"AQAB"}]}"#
+        )
+        .unwrap_err()
+        .contains("no signature keys"));
+        let set = keys(&[SigningKey::Rsa1, SigningKey::Ed]);
+        assert_eq!(set.len(), 2);
+        assert!(set.has_kid("test-ed-1"));
+        let mismatched = jwks_json(&[SigningKey::Ec]).replace("\"ES256\"", "\"RS256\"");
+        assert!(KeySet::from_jwks(mismatched.as_bytes())
+            .unwrap_err()
+            .contains("does not fit the key type"));
+    }
+}
