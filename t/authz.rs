@@ -259,18 +259,6 @@ fn rules_and_claim_variables_together() {
     assert_eq!(gw.get_bearer("/api", &bob).status().as_u16(), 403);
 }
 
-/// `nginx -t` on a server with `location /api { <api> }`.
-fn check(api: &str) -> ConfigTest {
-    let api = api.to_string();
-    Nginx::builder()
-        .http(move |port| {
-            format!(
-                "server {{\n listen 127.0.0.1:{port};\n location /api {{\n{api}\n proxy_pass http://127.0.0.1:1;\n }}\n}}"
-            )
-        })
-        .test_config()
-}
-
 #[test]
 fn syntax_errors_fail_nginx_t_with_file_line_and_position() {
     let cases = [
@@ -292,20 +280,10 @@ fn syntax_errors_fail_nginx_t_with_file_line_and_position() {
         ),
     ];
     for (directive, message) in cases {
-        let t = check(directive);
-        assert!(!t.ok, "accepted: {directive}");
-        let expected = format!(
-            "[emerg] {message} in {}",
-            t.location_of("phantom_token_require")
-        );
-        assert!(
-            t.output.contains(&expected),
-            "expected {expected:?} in:\n{}",
-            t.output
-        );
+        assert_emerg_at(&check_location(directive), "phantom_token_require", message);
     }
-    assert!(check(r#"phantom_token_require GET HEAD "read"; phantom_token_require "a or (b and not c=d)";"#).ok);
-    let t = check("phantom_token_require;");
+    assert!(check_location(r#"phantom_token_require GET HEAD "read"; phantom_token_require "a or (b and not c=d)";"#).ok);
+    let t = check_location("phantom_token_require;");
     assert!(!t.ok);
     assert!(
         t.output

@@ -4,27 +4,12 @@
 mod common;
 use common::*;
 
-/// Runs `nginx -t` on a server with `location /api { <api> }`.
 fn check(api: &str) -> ConfigTest {
-    let api = api.to_string();
-    Nginx::builder()
-        .http(move |port| {
-            format!(
-                "server {{\n listen 127.0.0.1:{port};\n location /api {{\n{api}\n proxy_pass http://127.0.0.1:1;\n }}\n location curity {{ internal; proxy_pass http://127.0.0.1:1; }}\n}}"
-            )
-        })
-        .test_config()
+    check_location(api)
 }
 
 fn assert_emerg(api: &str, offending: &str, message: &str) {
-    let t = check(api);
-    assert!(!t.ok, "nginx -t accepted:\n{}", t.conf_text);
-    let expected = format!("[emerg] {message} in {}", t.location_of(offending));
-    assert!(
-        t.output.contains(&expected),
-        "expected {expected:?} in:\n{}",
-        t.output
-    );
+    assert_emerg_at(&check(api), offending, message);
 }
 
 #[test]
@@ -141,14 +126,6 @@ fn bad_size_is_rejected() {
     );
 }
 
-/// `nginx -t` on an `http` block body.
-fn check_http(body: &str) -> ConfigTest {
-    let body = body.to_string();
-    Nginx::builder()
-        .http(move |port| format!("{body}\nserver {{\n listen 127.0.0.1:{port};\n}}"))
-        .test_config()
-}
-
 #[test]
 fn cache_zone_needs_name_and_size() {
     for spec in ["tokens", ":1m", "tokens:lots", "tokens:1k"] {
@@ -205,4 +182,14 @@ fn cache_admin_needs_a_zone() {
         "phantom_token_cache_zone z:1m;\nphantom_token_cache z;\nserver {\n listen 127.0.0.1:1;\n location /admin {\n phantom_token_cache_admin;\n }\n}",
     );
     assert!(ok.ok, "{}", ok.output);
+}
+
+#[test]
+fn phase_takes_access_or_preaccess() {
+    assert_emerg_at(
+        &check_http("phantom_token_phase rewrite;"),
+        "phantom_token_phase",
+        r#"invalid value "rewrite" in "phantom_token_phase" directive, it must be "access" or "preaccess""#,
+    );
+    assert!(check_http("phantom_token_phase preaccess;").ok);
 }

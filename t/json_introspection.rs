@@ -167,15 +167,9 @@ fn authorization_can_be_dropped() {
 
 #[test]
 fn bad_format_fails_nginx_t() {
-    let t = Nginx::builder()
-        .http(|port| {
-            format!("server {{ listen 127.0.0.1:{port}; phantom_token_introspection_format xml; }}")
-        })
-        .test_config();
-    assert!(!t.ok);
-    let expected = format!(
-        r#"[emerg] invalid value "xml" in "phantom_token_introspection_format" directive, it must be "jwt" or "json" in {}"#,
-        t.location_of("phantom_token_introspection_format")
+    assert_emerg_at(
+        &check_http("phantom_token_introspection_format xml;"),
+        "phantom_token_introspection_format",
+        r#"invalid value "xml" in "phantom_token_introspection_format" directive, it must be "jwt" or "json""#,
     );
-    assert!(t.output.contains(&expected), "{}", t.output);
 }

@@ -301,21 +301,9 @@ fn bad_key_files_fail_nginx_t() {
         ),
     ];
     for (path, message) in cases {
-        let directive = format!("phantom_token_jwks {};", path.display());
-        let t = Nginx::builder()
-            .http(move |port| format!("{directive}\nserver {{ listen 127.0.0.1:{port}; }}"))
-            .test_config();
-        assert!(!t.ok);
-        let expected = format!(
-            "[emerg] {} in {}",
-            message.replace("PATH", &path.display().to_string()),
-            t.location_of("phantom_token_jwks")
-        );
-        assert!(
-            t.output.contains(&expected),
-            "expected {expected:?} in:\n{}",
-            t.output
-        );
+        let t = check_http(&format!("phantom_token_jwks {};", path.display()));
+        let message = message.replace("PATH", &path.display().to_string());
+        assert_emerg_at(&t, "phantom_token_jwks", &message);
     }
 }
 

@@ -146,17 +146,11 @@ fn no_keys_at_all_is_bad_gateway() {
 
 #[test]
 fn jwks_request_needs_a_uri() {
-    let t = Nginx::builder()
-        .http(|port| {
-            format!("phantom_token_jwks_request jwks;\nserver {{ listen 127.0.0.1:{port}; }}")
-        })
-        .test_config();
-    assert!(!t.ok);
-    let expected = format!(
-        r#"[emerg] invalid location "jwks" in "phantom_token_jwks_request" directive, a URI ("/...") is required in {}"#,
-        t.location_of("phantom_token_jwks_request")
+    assert_emerg_at(
+        &check_http("phantom_token_jwks_request jwks;"),
+        "phantom_token_jwks_request",
+        r#"invalid location "jwks" in "phantom_token_jwks_request" directive, a URI ("/...") is required"#,
     );
-    assert!(t.output.contains(&expected), "{}", t.output);
 }
 
 /// Fetched keys live in shared memory that a reload keeps: after a reload
@@ -226,32 +220,18 @@ fn warm_up_uses_the_keys_at_hand() {
 
 #[test]
 fn a_block_has_one_key_source() {
-    let t = Nginx::builder()
-        .http(|port| {
-            format!(
-                "phantom_token_jwks_request /jwks;\nphantom_token_jwks off;\nserver {{ listen 127.0.0.1:{port}; }}"
-            )
-        })
-        .test_config();
-    assert!(!t.ok);
-    let expected = format!(
-        r#"[emerg] "phantom_token_jwks" directive is duplicate in {}"#,
-        t.location_of("phantom_token_jwks off")
+    assert_emerg_at(
+        &check_http("phantom_token_jwks_request /jwks;\nphantom_token_jwks off;"),
+        "phantom_token_jwks off",
+        r#""phantom_token_jwks" directive is duplicate"#,
     );
-    assert!(t.output.contains(&expected), "{}", t.output);
 }
 
 #[test]
 fn the_key_zone_name_is_reserved() {
-    let t = Nginx::builder()
-        .http(|port| {
-            format!("phantom_token_cache_zone phantom_token_jwks:1m;\nserver {{ listen 127.0.0.1:{port}; }}")
-        })
-        .test_config();
-    assert!(!t.ok);
-    let expected = format!(
-        r#"[emerg] the zone name "phantom_token_jwks" is reserved for JWT verification keys in {}"#,
-        t.location_of("phantom_token_cache_zone")
+    assert_emerg_at(
+        &check_http("phantom_token_cache_zone phantom_token_jwks:1m;"),
+        "phantom_token_cache_zone",
+        r#"the zone name "phantom_token_jwks" is reserved for JWT verification keys"#,
     );
-    assert!(t.output.contains(&expected), "{}", t.output);
 }

@@ -276,6 +276,41 @@ def fmt_us(v):
     return "n/a" if v is None else f"{v:.1f} µs"
 
 
+def authz_section(d, w):
+    """The rule/claims and JWKS verification series."""
+    authz = {k: load(d, f"{k}.json") for k in ("hit", "hit-rule", "hit-jwks", "miss", "miss-jwks")}
+    ntok = (authz["miss"] or {}).get("tokens", "n/a")
+    w("Authorization and verification (one nginx; the series alternate in every round): "
+      "cache hits (one token) without and with `phantom_token_require GET \"read and write\"` "
+      "plus `$phantom_token_claim_sub` and `$phantom_token_claim_scope` in `proxy_set_header`, "
+      "and with `phantom_token_jwks`; misses (no cache: every request introspected, a random "
+      f"token of {ntok}) without and with `phantom_token_jwks` (RS256):")
+    w("")
+    w("| series | req/s | req/s, all rounds | p50 | p99 | non-2xx | nginx CPU / request |")
+    w("|---|---:|---:|---:|---:|---:|---:|")
+    for k, r in authz.items():
+        if r is None:
+            w(f"| {k} | failed | | | | | |")
+            continue
+        w(f"| {k} | {fmt_rps(r['rps'])} | {spread(r)} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} "
+          f"| {r['non2xx']} | {fmt_us(cpu_us(r))} |")
+    r_rule = paired(authz["hit-rule"], authz["hit"])
+    cpu = {k: cpu_us(r) for k, r in authz.items()}
+    w("")
+    if r_rule is not None:
+        met = r_rule >= 0.97
+        w(f"- rule + two claim variables on a hit: req/s **{r_rule * 100:.1f}%** of the plain hit "
+          f"(target ≥ 97%: {'**met**' if met else '**not met**'}); nginx CPU / request "
+          f"{fmt_us(cpu['hit-rule'])} vs {fmt_us(cpu['hit'])}.")
+    if cpu["hit-jwks"] is not None and cpu["hit"] is not None:
+        w(f"- `phantom_token_jwks` on a hit: nginx CPU / request {fmt_us(cpu['hit-jwks'])} vs "
+          f"{fmt_us(cpu['hit'])} without (a stored entry was verified once, when stored).")
+    if cpu["miss-jwks"] is not None and cpu["miss"] is not None:
+        w(f"- `phantom_token_jwks` on a miss: nginx CPU / request {fmt_us(cpu['miss-jwks'])} vs "
+          f"{fmt_us(cpu['miss'])}: one RS256 verification adds **{cpu['miss-jwks'] - cpu['miss']:.1f} µs**.")
+    w("")
+
+
 def report(d):
     meta = load(d, "meta.json")
     out = []
@@ -392,37 +427,7 @@ def report(d):
           f"{s100.get('entries', 'n/a'):,} (large zone).")
     w("")
 
-    authz = {k: load(d, f"{k}.json") for k in ("hit", "hit-rule", "hit-jwks", "miss", "miss-jwks")}
-    ntok = (authz["miss"] or {}).get("tokens", "n/a")
-    w("Authorization and verification (one nginx; the series alternate in every round): "
-      "cache hits (one token) without and with `phantom_token_require GET \"read and write\"` "
-      "plus `$phantom_token_claim_sub` and `$phantom_token_claim_scope` in `proxy_set_header`, "
-      "and with `phantom_token_jwks`; misses (no cache: every request introspected, a random "
-      f"token of {ntok}) without and with `phantom_token_jwks` (RS256):")
-    w("")
-    w("| series | req/s | req/s, all rounds | p50 | p99 | non-2xx | nginx CPU / request |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
-    for k, r in authz.items():
-        if r is None:
-            w(f"| {k} | failed | | | | | |")
-            continue
-        w(f"| {k} | {fmt_rps(r['rps'])} | {spread(r)} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} "
-          f"| {r['non2xx']} | {fmt_us(cpu_us(r))} |")
-    r_rule = paired(authz["hit-rule"], authz["hit"])
-    cpu = {k: cpu_us(r) for k, r in authz.items()}
-    w("")
-    if r_rule is not None:
-        met = r_rule >= 0.97
-        w(f"- rule + two claim variables on a hit: req/s **{r_rule * 100:.1f}%** of the plain hit "
-          f"(target ≥ 97%: {'**met**' if met else '**not met**'}); nginx CPU / request "
-          f"{fmt_us(cpu['hit-rule'])} vs {fmt_us(cpu['hit'])}.")
-    if cpu["hit-jwks"] is not None and cpu["hit"] is not None:
-        w(f"- `phantom_token_jwks` on a hit: nginx CPU / request {fmt_us(cpu['hit-jwks'])} vs "
-          f"{fmt_us(cpu['hit'])} without (a stored entry was verified once, when stored).")
-    if cpu["miss-jwks"] is not None and cpu["miss"] is not None:
-        w(f"- `phantom_token_jwks` on a miss: nginx CPU / request {fmt_us(cpu['miss-jwks'])} vs "
-          f"{fmt_us(cpu['miss'])}: one RS256 verification adds **{cpu['miss-jwks'] - cpu['miss']:.1f} µs**.")
-    w("")
+    authz_section(d, w)
 
     m1k = load(d, "mem-1024.json") or {}
     w(f"Zone memory per cached entry (fresh zone, {m1k.get('n', 0):,} entries per JWT size "
@@ -517,6 +522,10 @@ def main():
         print(json.dumps(parse_wrk(args[0], sys.stdin.read())))
     elif cmd == "quick":
         quick(args[0], *args[1:])
+    elif cmd == "authz":
+        out = []
+        authz_section(args[0], out.append)
+        print("\n".join(out))
     elif cmd == "aggregate":
         aggregate(args[0], args[1])
     elif cmd == "merge":

@@ -288,24 +288,12 @@ unsafe extern "C" fn set_introspection_format(
 ) -> *mut c_char {
     // SAFETY: NGINX passes our location conf and the current parser state.
     let conf = &mut *conf.cast::<LocationConf>();
-    if conf.json_introspection != nginx_sys::NGX_CONF_UNSET as nginx_sys::ngx_flag_t {
-        return c"is duplicate".as_ptr().cast_mut();
-    }
-    conf.json_introspection = match args(cf)[1].as_bytes() {
-        b"jwt" => 0,
-        b"json" => 1,
-        other => {
-            ngx_conf_log_error!(
-                NGX_LOG_EMERG,
-                cf,
-                "invalid value \"{}\" in \"phantom_token_introspection_format\" directive, \
-                 it must be \"jwt\" or \"json\"",
-                String::from_utf8_lossy(other)
-            );
-            return NGX_CONF_ERROR;
-        }
-    };
-    NGX_CONF_OK
+    set_keyword(
+        cf,
+        &mut conf.json_introspection,
+        "phantom_token_introspection_format",
+        ["jwt", "json"],
+    )
 }
 
 /// `phantom_token_phase access|preaccess`.
@@ -316,22 +304,45 @@ unsafe extern "C" fn set_phase(
 ) -> *mut c_char {
     // SAFETY: NGINX passes our location conf and the current parser state.
     let conf = &mut *conf.cast::<LocationConf>();
-    if conf.preaccess != nginx_sys::NGX_CONF_UNSET as nginx_sys::ngx_flag_t {
+    set_keyword(
+        cf,
+        &mut conf.preaccess,
+        "phantom_token_phase",
+        ["access", "preaccess"],
+    )
+}
+
+/// A directive taking one of two keywords: `field` becomes 0 for the first,
+/// 1 for the second.
+///
+/// # Safety
+/// `cf` must be the parser state passed to a directive handler.
+unsafe fn set_keyword(
+    cf: *mut ngx_conf_t,
+    field: &mut nginx_sys::ngx_flag_t,
+    directive: &str,
+    keywords: [&str; 2],
+) -> *mut c_char {
+    if *field != nginx_sys::NGX_CONF_UNSET as nginx_sys::ngx_flag_t {
         return c"is duplicate".as_ptr().cast_mut();
     }
-    conf.preaccess = match args(cf)[1].as_bytes() {
-        b"access" => 0,
-        b"preaccess" => 1,
-        other => {
+    let value = args(cf)[1].as_bytes();
+    match keywords.iter().position(|k| k.as_bytes() == value) {
+        Some(i) => {
+            *field = i as nginx_sys::ngx_flag_t;
+            NGX_CONF_OK
+        }
+        None => {
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
                 cf,
-                "invalid value \"{}\" in \"phantom_token_phase\" directive, \
-                 it must be \"access\" or \"preaccess\"",
-                String::from_utf8_lossy(other)
+                "invalid value \"{}\" in \"{}\" directive, it must be \"{}\" or \"{}\"",
+                String::from_utf8_lossy(value),
+                directive,
+                keywords[0],
+                keywords[1]
             );
-            return NGX_CONF_ERROR;
+            NGX_CONF_ERROR
         }
-    };
-    NGX_CONF_OK
+    }
 }

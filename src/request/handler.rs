@@ -12,28 +12,21 @@ use nginx_sys::{
 };
 use ngx::core::Status;
 use ngx::http::HttpModuleLocationConf;
-use ngx::{ngx_log_debug, ngx_log_error};
 
 use super::authorize::{bound_to_dpop_key, enforce, json_claims};
-use super::state::{self, Lease, PendingJwt, RequestCtx, RequestState};
+use super::json::{accept_json_answer, stored_value, use_claims};
+use super::state::{self, Lease, RequestCtx, RequestState};
 use super::subrequest;
+use super::verification::{finish_key_fetch, pending_jwt, resume_key_wait, verify_then_forward};
 use crate::bearer::{access_token, introspection_body, token_fingerprint, Scheme};
-use crate::cache::policy::jwt_ttl_ms;
 use crate::cache::zone::{now_mono, CacheKey, EntryKind, Lookup, Poll};
-use crate::claims::introspection_answer;
 use crate::conf::LocationConf;
 use crate::decision::{verdict, Verdict};
 use crate::ffi_guard::guard;
 use crate::jwt::{check_compact_jwt, JwtClaims, JwtShapeError};
 use crate::jwt_memo::JwtMemo;
 use crate::response::send_error;
-use crate::time::now_wall_ms;
-use crate::verify::keys::{KeySet, VerifyError};
-use crate::verify::store::MAX_JWKS_SIZE;
-use crate::verify::{FetchClaim, KeySource, Step, FETCH_TIMEOUT_MS};
 use crate::Module;
-use allocator_api2::vec::Vec as PoolVec;
-use ngx::core::Pool;
 
 /// The access-phase entry point registered with NGINX.
 ///
@@ -74,29 +67,6 @@ unsafe fn entry(r: *mut ngx_http_request_t, phase: Phase) -> ngx_int_t {
         return Status::NGX_DECLINED.into();
     }
     rc
-}
-
-macro_rules! debug {
-    ($r:expr, $($arg:tt)+) => {
-        ngx_log_debug!((*(*$r).connection).log, $($arg)+)
-    };
-}
-
-/// Log lines the C module also writes: same text, and the connection's log
-/// context left as it is (as the C module does).
-macro_rules! log {
-    ($level:expr, $r:expr, $($arg:tt)+) => {
-        ngx_log_error!($level, (*(*$r).connection).log, $($arg)+)
-    };
-}
-
-/// This module's own error lines, in NGINX's voice: `... while introspecting token`.
-macro_rules! log_own {
-    ($level:expr, $r:expr, $($arg:tt)+) => {{
-        let log = (*(*$r).connection).log;
-        (*log).action = c"introspecting token".as_ptr().cast_mut();
-        ngx_log_error!($level, log, $($arg)+);
-    }};
 }
 
 /// Marks the request for `$phantom_token_cache_status`.
@@ -245,13 +215,13 @@ unsafe fn introspect(
 /// First delay between two looks at a running flight; it doubles up to
 /// [`MAX_POLL_MS`], so a slow authorization server does not turn waiting
 /// requests into a lock storm.
-const FIRST_POLL_MS: ngx_msec_t = 2;
+pub(super) const FIRST_POLL_MS: ngx_msec_t = 2;
 /// Longest delay between two looks at a running flight.
 const MAX_POLL_MS: ngx_msec_t = 32;
 
 /// Parks the request on a timer (as `limit_req` delays requests); it
 /// re-enters the access phase when the timer fires.
-unsafe fn wait(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
+pub(super) unsafe fn wait(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> ngx_int_t {
     let Some(delay) = ctx.state.delay_mut() else {
         return Status::NGX_AGAIN.into();
     };
@@ -422,274 +392,8 @@ unsafe fn forward_jwt(
         Ok(claims) => claims,
         Err(e) => return bad_gateway(format_args!("{e}")),
     };
-    let cache_control = resp.cache_control;
-    let pool = Pool::from_ngx_pool((*r).pool);
-    let pending = PendingJwt {
-        lease,
-        jwt: core::mem::replace(&mut ctx.response.body, PoolVec::new_in(pool)),
-        cache_control,
-        exp: claims.exp,
-    };
+    let pending = pending_jwt(r, ctx, lease, claims.exp);
     verify_then_forward(r, conf, ctx, pending, true)
-}
-
-/// Verifies the JWT (when the location verifies JWTs), then stores and
-/// forwards it; may first fetch the keys (`may_fetch`) or wait for
-/// another request's fetch.
-unsafe fn verify_then_forward(
-    r: *mut ngx_http_request_t,
-    conf: &LocationConf,
-    ctx: &mut RequestCtx,
-    pending: PendingJwt,
-    may_fetch: bool,
-) -> ngx_int_t {
-    let Some(verifier) = conf.verifier.as_deref() else {
-        return store_and_forward(r, conf, pending);
-    };
-    let step = verifier.step(&pending.jwt, now_wall_ms() / 1000, now_mono(), may_fetch);
-    match step {
-        Step::Verified(_) => store_and_forward(r, conf, pending),
-        Step::Refused(e) => {
-            log_own!(
-                NGX_LOG_ERR,
-                r,
-                "Introspection subrequest returned a JWT that failed verification: {e}"
-            );
-            send_error(r, conf, NGX_HTTP_BAD_GATEWAY as usize)
-        }
-        Step::Fetch(claim) => fetch_keys(r, conf, ctx, pending, claim),
-        Step::Wait => {
-            ctx.state = RequestState::WaitingForKeys {
-                pending,
-                deadline: now_mono() + FETCH_TIMEOUT_MS,
-                delay: FIRST_POLL_MS,
-            };
-            wait(r, ctx)
-        }
-    }
-}
-
-/// Starts the JWKS subrequest of the location's `phantom_token_jwks_request`.
-unsafe fn fetch_keys(
-    r: *mut ngx_http_request_t,
-    conf: &LocationConf,
-    ctx: &mut RequestCtx,
-    pending: PendingJwt,
-    claim: FetchClaim,
-) -> ngx_int_t {
-    let uri = match conf.verifier.as_deref().map(|v| &v.source) {
-        Some(KeySource::Fetched(f)) => f.uri,
-        _ => return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize),
-    };
-    debug!(r, "Fetching the JWKS from {}", uri);
-    let resp = &mut ctx.response;
-    resp.restart();
-    resp.status = 0;
-    resp.rc = Status::NGX_OK.0;
-    resp.failed = false;
-    resp.max = MAX_JWKS_SIZE;
-    ctx.state = RequestState::FetchingKeys { pending, claim };
-    match subrequest::start_key_fetch(r, ctx, uri.as_bytes()) {
-        Ok(()) => Status::NGX_AGAIN.into(),
-        Err(e) => {
-            log_own!(NGX_LOG_ERR, r, "JWKS request: {e}");
-            ctx.state = RequestState::Done { lease: None };
-            send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize)
-        }
-    }
-}
-
-/// After the JWKS subrequest: store the keys if the answer is a complete
-/// JWKS, then verify the held JWT with what the store holds now.
-unsafe fn finish_key_fetch(
-    r: *mut ngx_http_request_t,
-    conf: &LocationConf,
-    ctx: &mut RequestCtx,
-) -> ngx_int_t {
-    let state = core::mem::replace(&mut ctx.state, RequestState::Done { lease: None });
-    let RequestState::KeysFetched { pending, claim } = state else {
-        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
-    };
-    let resp = &ctx.response;
-    let complete = resp.status == 200
-        && resp.ended
-        && !resp.failed
-        && !resp.read_failed
-        && !resp.too_large
-        && resp.rc == Status::NGX_OK.0
-        && !resp.internal_error;
-    let parsed = if complete {
-        KeySet::from_jwks(&resp.body).map(|_| ())
-    } else if resp.too_large {
-        Err(format!("a JWKS larger than {MAX_JWKS_SIZE} bytes"))
-    } else {
-        Err(format!(
-            "an unusable response (status: {}, rc: {}, complete: {})",
-            resp.status,
-            resp.rc,
-            resp.ended && !resp.failed && !resp.read_failed
-        ))
-    };
-    match parsed {
-        Ok(()) => {
-            if !claim.finish(Some(&resp.body), now_mono()) {
-                log_own!(NGX_LOG_ERR, r, "the JWKS does not fit in the key zone");
-            }
-        }
-        Err(e) => {
-            log_own!(NGX_LOG_ERR, r, "JWKS request returned {e}");
-            claim.finish(None, now_mono());
-        }
-    }
-    verify_then_forward(r, conf, ctx, pending, false)
-}
-
-/// A JWT waiting for another request's key fetch looks again.
-unsafe fn resume_key_wait(
-    r: *mut ngx_http_request_t,
-    conf: &LocationConf,
-    ctx: &mut RequestCtx,
-) -> ngx_int_t {
-    let state = core::mem::replace(&mut ctx.state, RequestState::Done { lease: None });
-    let RequestState::WaitingForKeys {
-        pending,
-        deadline,
-        delay,
-    } = state
-    else {
-        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
-    };
-    let Some(verifier) = conf.verifier.as_deref() else {
-        return store_and_forward(r, conf, pending);
-    };
-    let now = now_mono();
-    match verifier.step(&pending.jwt, now_wall_ms() / 1000, now, true) {
-        Step::Wait if now < deadline => {
-            ctx.state = RequestState::WaitingForKeys {
-                pending,
-                deadline,
-                delay,
-            };
-            wait(r, ctx)
-        }
-        Step::Wait => {
-            log_own!(
-                NGX_LOG_ERR,
-                r,
-                "Introspection subrequest returned a JWT that failed verification: {}",
-                VerifyError::NoKeys
-            );
-            send_error(r, conf, NGX_HTTP_BAD_GATEWAY as usize)
-        }
-        Step::Fetch(claim) => fetch_keys(r, conf, ctx, pending, claim),
-        _ => verify_then_forward(r, conf, ctx, pending, false),
-    }
-}
-
-/// Stores a verified (or not verified: no keys configured) JWT when
-/// leading a cache flight, and forwards it.
-unsafe fn store_and_forward(
-    r: *mut ngx_http_request_t,
-    conf: &LocationConf,
-    pending: PendingJwt,
-) -> ngx_int_t {
-    if let Some(lease) = pending.lease {
-        let ttl = jwt_ttl_ms(
-            now_wall_ms(),
-            pending.cache_control,
-            pending.exp,
-            conf.cache_max_ttl as u64,
-        );
-        lease.settle(EntryKind::Jwt, &pending.jwt, ttl);
-    }
-    let scheme = client_token(r, conf).map_or(Scheme::Bearer, |(scheme, _)| scheme);
-    use_jwt(r, conf, forward_value(r, scheme, &pending.jwt))
-}
-
-/// `phantom_token_introspection_format json`: a complete 200 answer is an
-/// RFC 7662 JSON object; `active: true` lets the request proceed with its
-/// claims (and is stored like a JWT), `active: false` is a 401 (and is
-/// remembered like a 204).
-unsafe fn accept_json_answer(
-    r: *mut ngx_http_request_t,
-    conf: &LocationConf,
-    ctx: &RequestCtx,
-    lease: Option<Lease>,
-) -> ngx_int_t {
-    let body = &ctx.response.body;
-    match introspection_answer(body) {
-        Err(what) => {
-            log_own!(NGX_LOG_ERR, r, "Introspection subrequest returned {what}");
-            send_error(r, conf, NGX_HTTP_BAD_GATEWAY as usize)
-        }
-        Ok(None) => {
-            debug!(r, "Introspection answered \"active\": false");
-            if let Some(lease) = lease {
-                lease.settle(EntryKind::Inactive, b"", conf.cache_negative_ttl as u64);
-            }
-            send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize)
-        }
-        Ok(Some(claims)) => {
-            if let Some(lease) = lease {
-                let exp = claims.get("exp").and_then(|e| e.as_u64());
-                let ttl = jwt_ttl_ms(
-                    now_wall_ms(),
-                    ctx.response.cache_control,
-                    exp,
-                    conf.cache_max_ttl as u64,
-                );
-                lease.settle(EntryKind::Jwt, body, ttl);
-            }
-            use_claims(r, conf, Some(std::rc::Rc::new(claims)))
-        }
-    }
-}
-
-/// JSON introspection: the request proceeds with `claims` (after the
-/// location's rules); nothing is minted, and the client's `Authorization`
-/// value is removed.
-unsafe fn use_claims(
-    r: *mut ngx_http_request_t,
-    conf: &LocationConf,
-    claims: Option<state::Claims>,
-) -> ngx_int_t {
-    let (Some(note), Some(claims)) = (state::note_mut(r), claims) else {
-        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
-    };
-    note.jwt = None;
-    note.claims = Some(claims);
-    if let Some(rc) = enforce(r, conf) {
-        return rc;
-    }
-    let (Some(header), Some(note)) = ((*r).headers_in.authorization.as_mut(), state::note_mut(r))
-    else {
-        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
-    };
-    // The opaque token never leaves the gateway: the header's value is
-    // emptied (NGINX's header list keeps the line; `proxy_set_header
-    // Authorization "";` drops it).
-    header.value = ngx_str_t {
-        len: 0,
-        data: c"".as_ptr().cast_mut().cast(),
-    };
-    note.authorized = true;
-    debug!(r, "Token active (JSON introspection): request proceeds");
-    Status::NGX_OK.into()
-}
-
-/// The value a cache entry gives this request: `Bearer <jwt>` (or
-/// `DPoP <jwt>`), or with JSON introspection the stored answer itself.
-unsafe fn stored_value(
-    r: *mut ngx_http_request_t,
-    conf: &LocationConf,
-    scheme: Scheme,
-    stored: &[u8],
-) -> Option<ngx_str_t> {
-    if conf.json_introspection() {
-        ngx_str_t::from_bytes((*r).pool, stored)
-    } else {
-        forward_value(r, scheme, stored)
-    }
 }
 
 std::thread_local! {
@@ -709,7 +413,7 @@ fn checked_jwt(body: &[u8]) -> Result<JwtClaims, JwtShapeError> {
 
 /// The client's access token and its scheme (`DPoP` only with
 /// `phantom_token_dpop on`), while the header is still the client's.
-unsafe fn client_token<'a>(
+pub(super) unsafe fn client_token<'a>(
     r: *mut ngx_http_request_t,
     conf: &LocationConf,
 ) -> Option<(Scheme, &'a [u8])> {
@@ -718,7 +422,7 @@ unsafe fn client_token<'a>(
 }
 
 /// `Bearer <jwt>` (or `DPoP <jwt>`) in the request pool (one copy of the JWT).
-unsafe fn forward_value(
+pub(super) unsafe fn forward_value(
     r: *mut ngx_http_request_t,
     scheme: Scheme,
     jwt: &[u8],
@@ -736,7 +440,7 @@ unsafe fn forward_value(
 
 /// Replaces the client's `Authorization` value with `value` (`Bearer <jwt>`)
 /// once the location's rules hold for the token's claims.
-unsafe fn use_jwt(
+pub(super) unsafe fn use_jwt(
     r: *mut ngx_http_request_t,
     conf: &LocationConf,
     value: Option<ngx_str_t>,

@@ -90,6 +90,39 @@ pub fn assert_finalized_with_499(gw: &Gateway, request: &str) {
     );
 }
 
+/// `nginx -t` on a server with `location /api { <api> }` (and an
+/// introspection location `curity`).
+pub fn check_location(api: &str) -> ConfigTest {
+    let api = api.to_string();
+    Nginx::builder()
+        .http(move |port| {
+            format!(
+                "server {{\n listen 127.0.0.1:{port};\n location /api {{\n{api}\n proxy_pass http://127.0.0.1:1;\n }}\n location curity {{ internal; proxy_pass http://127.0.0.1:1; }}\n}}"
+            )
+        })
+        .test_config()
+}
+
+/// `nginx -t` on an `http` block body (and an empty server).
+pub fn check_http(body: &str) -> ConfigTest {
+    let body = body.to_string();
+    Nginx::builder()
+        .http(move |port| format!("{body}\nserver {{\n listen 127.0.0.1:{port};\n}}"))
+        .test_config()
+}
+
+/// Asserts that `nginx -t` failed with `[emerg] <message> in <file>:<line>`,
+/// the line being the first one holding `offending`.
+pub fn assert_emerg_at(t: &ConfigTest, offending: &str, message: &str) {
+    assert!(!t.ok, "nginx -t accepted:\n{}", t.conf_text);
+    let expected = format!("[emerg] {message} in {}", t.location_of(offending));
+    assert!(
+        t.output.contains(&expected),
+        "expected {expected:?} in:\n{}",
+        t.output
+    );
+}
+
 /// Extra configuration text for the standard gateway.
 #[derive(Default, Clone, Copy)]
 pub struct Parts<'a> {
