@@ -235,3 +235,62 @@ fn the_key_zone_name_is_reserved() {
         r#"the zone name "phantom_token_jwks" is reserved for JWT verification keys"#,
     );
 }
+
+/// A server-level `error_page` and a fallback JWKS location: nothing of the
+/// JWKS subrequest reaches the client, and the fallback's keys are used.
+#[test]
+fn jwks_subrequest_redirects_stay_inside() {
+    for fallback in [false, true] {
+        let down = ClosedPort::reserve();
+        let gw = gateway_custom(|auth, echo, port| {
+            let jwks_location = if fallback {
+                format!(
+                    "location = /jwks {{ internal; error_page 502 = @backup_jwks; proxy_pass http://127.0.0.1:{}/jwks; }}
+                     location @backup_jwks {{ rewrite ^ /jwks break; proxy_pass http://127.0.0.1:{}; }}",
+                    down.port(),
+                    auth.port()
+                )
+            } else {
+                format!(
+                    "location = /jwks {{ internal; proxy_pass http://127.0.0.1:{}/jwks; }}",
+                    down.port()
+                )
+            };
+            format!(
+                r#"phantom_token_jwks_request /jwks;
+                server {{
+                    listen 127.0.0.1:{port};
+                    error_page 500 502 503 504 /50x.html;
+                    location = /50x.html {{ return 200 "<html>50x</html>"; }}
+                    location /api {{
+                        phantom_token on;
+                        phantom_token_introspection_endpoint curity;
+                        proxy_pass http://127.0.0.1:{echo};
+                    }}
+                    {jwks_location}
+                    {curity}
+                }}"#,
+                echo = echo.port(),
+                curity = curity_location(auth, "")
+            )
+        });
+        let token = gw.token();
+        let raw = raw_request(
+            gw.nginx.port(),
+            format!("GET /api HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\r\n")
+                .as_bytes(),
+        );
+        if fallback {
+            assert!(raw.starts_with("HTTP/1.1 200 "), "{raw}");
+            assert!(
+                !raw.contains("\"kty\""),
+                "no JWKS byte in the answer: {raw}"
+            );
+        } else {
+            assert!(raw.starts_with("HTTP/1.1 502 "), "{raw}");
+            assert!(raw.ends_with(SERVER_ERROR), "{raw}");
+            assert!(!raw.contains("<html>"), "{raw}");
+            gw.expect_log("JWKS request returned an unusable response");
+        }
+    }
+}
