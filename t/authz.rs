@@ -292,3 +292,35 @@ fn syntax_errors_fail_nginx_t_with_file_line_and_position() {
         t.output
     );
 }
+
+/// Over HTTP/2: the same 403, header and body; HEAD without body.
+#[test]
+fn http2_forbidden_answers() {
+    let gw = gateway_parts(Parts {
+        server: "http2 on;",
+        api: r#"phantom_token_require GET HEAD "admin";"#,
+        ..Parts::default()
+    });
+    let token = gw.token();
+    let h2 = http2_client();
+    for method in ["GET", "HEAD"] {
+        let resp = h2
+            .request(method.parse().unwrap(), gw.nginx.url("/api/h2"))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .unwrap();
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        assert_eq!(resp.status().as_u16(), 403);
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            r#"Bearer realm="api", error="insufficient_scope", scope="admin""#
+        );
+        let body = resp.text().unwrap();
+        if method == "GET" {
+            assert_eq!(body, FORBIDDEN);
+        } else {
+            assert_eq!(body, "");
+        }
+    }
+    assert_eq!(gw.echo.request_count(), 0);
+}

@@ -294,3 +294,49 @@ fn jwks_subrequest_redirects_stay_inside() {
         }
     }
 }
+
+/// The JWKS location may serve a file (file buffers, sendfile); an answer
+/// over 128 KB is refused without touching the keys.
+#[test]
+fn jwks_from_a_static_file_and_size_limit() {
+    let dir = std::env::temp_dir().join(format!("phantom-jwks-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.json");
+    std::fs::write(&good, jwks_json(&[SigningKey::Rsa1])).unwrap();
+    let big = dir.join("big.json");
+    // A valid JWKS padded past the limit with an ignored member.
+    let padded = jwks_json(&[SigningKey::Rsa1]).replacen(
+        '{',
+        &format!("{{\"pad\":\"{}\",", "x".repeat(140 * 1024)),
+        1,
+    );
+    std::fs::write(&big, padded).unwrap();
+    for (file, ok) in [(&good, true), (&big, false)] {
+        let file = file.display().to_string();
+        let gw = gateway_custom(|auth, echo, port| {
+            format!(
+                r#"phantom_token_jwks_request /jwks;
+                sendfile on;
+                server {{
+                    listen 127.0.0.1:{port};
+                    location /api {{
+                        phantom_token on;
+                        phantom_token_introspection_endpoint curity;
+                        proxy_pass http://127.0.0.1:{echo};
+                    }}
+                    location = /jwks {{ internal; default_type application/json; alias {file}; }}
+                    {curity}
+                }}"#,
+                echo = echo.port(),
+                curity = curity_location(auth, "")
+            )
+        });
+        let resp = gw.get_bearer("/api", &gw.token());
+        if ok {
+            assert_forwarded(resp);
+        } else {
+            assert_error(resp, 502, SERVER_ERROR);
+            gw.expect_log("JWKS request returned a JWKS larger than 131072 bytes");
+        }
+    }
+}
