@@ -27,7 +27,7 @@ export PHANTOM_TOKEN_MODULE = $(CURDIR)/$(OBJS)/$(MODULE)
 # Fuzzing (fuzz/, a crate of its own): seconds per target, targets, and the
 # cargo that has cargo-fuzz (`cargo install cargo-fuzz`) and a nightly toolchain.
 FUZZ_TIME    ?= 60
-FUZZ_TARGETS ?= bearer cache_control jwt
+FUZZ_TARGETS ?= bearer cache_control jwt rule
 FUZZ_CARGO   ?= cargo +nightly
 
 .PHONY: all build module test test-addon test-distro deb unit check mutants props-long fuzz run bench bench-flight soak reload-test clean help
