@@ -141,3 +141,18 @@ fn claims_as_limit_req_keys_in_preaccess() {
         assert_unauthorized(gw.get("/api", None), r#"Bearer realm="api""#);
     }
 }
+
+/// In either phase the module runs before `allow`/`deny`: a denied client
+/// without a token gets the module's 401, one with a token NGINX's 403
+/// after the exchange.
+#[test]
+fn the_module_runs_before_allow_and_deny() {
+    for phase in ["access", "preaccess"] {
+        let gw = gateway(&format!("phantom_token_phase {phase}; deny all;"), "");
+        assert_unauthorized(gw.get("/api", None), r#"Bearer realm="api""#);
+        let resp = gw.get_bearer("/api", &gw.token());
+        assert_eq!(resp.status().as_u16(), 403, "{phase}");
+        assert_eq!(gw.auth.introspection_count(), 1, "{phase}");
+        assert_eq!(gw.echo.request_count(), 0);
+    }
+}

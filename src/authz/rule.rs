@@ -453,6 +453,8 @@ mod tests {
         assert!(!holds("admin", json!({"scope": "read write"})));
         assert!(!holds("read", json!({})));
         assert!(!holds("rea", json!({"scope": "read"})));
+        assert!(!holds("admin", json!({"scope": ["read"]})));
+        assert!(!holds("read", json!({"scope": 7})));
     }
 
     #[test]
@@ -505,6 +507,39 @@ mod tests {
         assert_eq!(parse("and").unwrap_err().position, 1);
         assert!(parse(&"(".repeat(100)).is_err());
         assert!(parse(&"not ".repeat(100)).is_err());
+    }
+
+    #[test]
+    fn error_text_and_escape_position() {
+        let e = parse(r#""a\x""#).unwrap_err();
+        assert_eq!(e.position, 3);
+        assert_eq!(
+            e.to_string(),
+            r#"bad escape (only \" and \\) at position 3"#
+        );
+    }
+
+    #[test]
+    fn nesting_limit() {
+        let nested = |n: usize| format!("{}a{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&nested(MAX_DEPTH - 1)).is_ok());
+        let e = parse(&nested(MAX_DEPTH)).unwrap_err();
+        assert!(e.message.starts_with("nesting deeper than 64"), "{e}");
+        assert!(parse(&format!("{}a", "not ".repeat(MAX_DEPTH - 1))).is_ok());
+        assert!(parse(&format!("{}a", "not ".repeat(MAX_DEPTH))).is_err());
+    }
+
+    #[test]
+    fn claim_paths_print_plain_when_they_can() {
+        let claim = |path: &[&str]| Rule::Claim {
+            path: path.iter().map(|p| p.to_string()).collect(),
+            value: "v".into(),
+        };
+        assert_eq!(claim(&["x"]).to_source(), "x=v");
+        assert_eq!(claim(&["a", "b"]).to_source(), "a.b=v");
+        assert_eq!(claim(&["and"]).to_source(), r#""and"=v"#);
+        assert_eq!(claim(&["and", "x"]).to_source(), "and.x=v");
+        assert_eq!(claim(&["a.b"]).to_source(), r#""a.b"=v"#);
     }
 
     #[test]

@@ -378,6 +378,55 @@ mod tests {
         );
     }
 
+    fn sign(alg: Algorithm, pem: &str, kid: &str, claims: &serde_json::Value) -> String {
+        let key = match alg {
+            Algorithm::ES256 | Algorithm::ES384 => {
+                jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())
+            }
+            _ => jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()),
+        }
+        .unwrap();
+        let mut header = jsonwebtoken::Header::new(alg);
+        header.kid = Some(kid.into());
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+
+    #[test]
+    fn every_rsa_algorithm_and_p384() {
+        let rsa_pem = include_str!("../../test-support/src/test_key.pem");
+        let claims = json!({"exp": now() + 60});
+        for alg in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] {
+            let jwks = jwks_json(&[SigningKey::Rsa1]).replace("\"RS256\"", &format!("\"{alg}\""));
+            let set = KeySet::from_jwks(jwks.as_bytes()).unwrap_or_else(|e| panic!("{alg}: {e}"));
+            let algorithm: Algorithm = alg.parse().unwrap();
+            let jwt = sign(algorithm, rsa_pem, "test-key-1", &claims);
+            assert_eq!(
+                verify(jwt.as_bytes(), &set, &Policy::default()),
+                Ok(now() + 60),
+                "{alg}"
+            );
+            // A key pinned to `alg` verifies nothing else.
+            let other = sign(Algorithm::RS256, rsa_pem, "test-key-1", &claims);
+            if alg != "RS256" {
+                assert_eq!(
+                    verify(other.as_bytes(), &set, &Policy::default()),
+                    Err(VerifyError::BadSignature),
+                    "{alg}"
+                );
+            }
+        }
+        let p384 = r#"{"keys":[{"kty":"EC","crv":"P-384","kid":"p384","alg":"ES384",
+            "x":"tZISav56w8rxCuGJJbxe6dtHSjrNarN9BQkg9JpNpCKE7jth9WsRNlPdf7aCMM2b",
+            "y":"4BaAZBtEPp9hfvRjVASn3JLm1EafSdWQWy_Vj7CU2MNTQYkpyKSso-IEIVvixJ0G"}]}"#;
+        let set = KeySet::from_jwks(p384.as_bytes()).unwrap();
+        let pem = include_str!("../../test-support/src/test_ec384.pem");
+        let jwt = sign(Algorithm::ES384, pem, "p384", &claims);
+        assert_eq!(
+            verify(jwt.as_bytes(), &set, &Policy::default()),
+            Ok(now() + 60)
+        );
+    }
+
     #[test]
     fn key_files() {
         assert!(KeySet::from_jwks(
@@ -387,6 +436,10 @@ mod tests {
         .contains("no signature keys"));
         let set = keys(&[SigningKey::Rsa1, SigningKey::Ed]);
         assert_eq!(set.len(), 2);
+        assert_eq!(
+            format!("{set:?}"),
+            r#"KeySet { kids: [Some("test-key-1"), Some("test-ed-1")] }"#
+        );
         assert!(set.has_kid("test-ed-1"));
         let mismatched = jwks_json(&[SigningKey::Ec]).replace("\"ES256\"", "\"RS256\"");
         assert!(KeySet::from_jwks(mismatched.as_bytes())
