@@ -115,16 +115,6 @@ impl KeySet {
     pub fn has_kid(&self, kid: &str) -> bool {
         self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
     }
-
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether the set has no keys (never, once parsed).
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
 }
 
 /// The claim checks of a location.
@@ -345,6 +335,64 @@ mod tests {
     }
 
     #[test]
+    fn unknown_kids_missing_exp_and_reasons() {
+        let auth = AuthServer::start();
+        let set = keys(&[SigningKey::Rsa1]);
+        let claims = json!({"exp": now() + 60});
+        let known = auth.sign_jwt_with(SigningKey::Rsa1, None, &claims);
+        let unknown = auth.sign_jwt_with(SigningKey::Rsa2, None, &claims);
+        assert!(!names_unknown_key(known.as_bytes(), &set));
+        assert!(names_unknown_key(unknown.as_bytes(), &set));
+        assert!(!names_unknown_key(b"garbage", &set));
+        let no_exp = auth.sign_jwt_with(SigningKey::Rsa1, None, &json!({"sub": "a"}));
+        assert_eq!(
+            verify(no_exp.as_bytes(), &set, &Policy::default()),
+            Err(VerifyError::MissingExpiry)
+        );
+        let policy = Policy {
+            leeway: 0,
+            issuer: Some("https://as".into()),
+            audience: vec!["api".into()],
+        };
+        let good = json!({"exp": now() + 60, "iss": "https://as", "aud": "api"});
+        let check = |claims: serde_json::Value| {
+            let mut c = good.clone();
+            for (k, v) in claims.as_object().unwrap() {
+                c[k] = v.clone();
+            }
+            let jwt = auth.sign_jwt_with(SigningKey::Rsa1, None, &c);
+            verify(jwt.as_bytes(), &set, &policy)
+        };
+        assert_eq!(check(json!({})), Ok(now() + 60));
+        assert_eq!(check(json!({"exp": now() - 5})), Err(VerifyError::Expired));
+        assert_eq!(
+            check(json!({"nbf": now() + 60})),
+            Err(VerifyError::NotYetValid)
+        );
+        assert_eq!(
+            check(json!({"iss": "https://other"})),
+            Err(VerifyError::WrongIssuer)
+        );
+        assert_eq!(
+            check(json!({"aud": ["web"]})),
+            Err(VerifyError::WrongAudience)
+        );
+        assert_eq!(
+            check(json!({"exp": "soon"})),
+            Err(VerifyError::MissingExpiry)
+        );
+        assert_eq!(
+            VerifyError::UnknownKey(Some("k".into())).to_string(),
+            r#"no key with kid "k""#
+        );
+        assert_eq!(
+            VerifyError::NoKeys.to_string(),
+            "no keys (the JWKS could not be fetched)"
+        );
+        assert_eq!(VerifyError::Expired.to_string(), r#"expired ("exp")"#);
+    }
+
+    #[test]
     fn symmetric_and_unsigned_are_refused() {
         let set = keys(&[SigningKey::Rsa1]);
         let claims = URL_SAFE_NO_PAD_ENCODE(format!(r#"{{"exp":{}}}"#, now() + 60).as_bytes());
@@ -435,7 +483,7 @@ mod tests {
         .unwrap_err()
         .contains("no signature keys"));
         let set = keys(&[SigningKey::Rsa1, SigningKey::Ed]);
-        assert_eq!(set.len(), 2);
+        assert!(!set.has_kid("test-key-2"));
         assert_eq!(
             format!("{set:?}"),
             r#"KeySet { kids: [Some("test-key-1"), Some("test-ed-1")] }"#
