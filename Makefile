@@ -62,7 +62,8 @@ check: ## cargo fmt --check and clippy -D warnings
 
 # The pure modules, mutated by cargo-mutants; their tests are t/unit.rs and t/props.rs.
 MUTANTS_FILES ?= src/bearer.rs src/jwt.rs src/jwt_memo.rs src/decision.rs \
-                 src/www_authenticate.rs src/cache/policy.rs src/cache/command.rs
+                 src/www_authenticate.rs src/cache/policy.rs src/cache/command.rs \
+                 src/authz/rule.rs src/authz/mod.rs src/verify/keys.rs src/claims.rs
 
 mutants: ## Mutation testing of the pure modules (cargo install cargo-mutants; long)
 	$(CARGO) mutants $(foreach f,$(MUTANTS_FILES),--file $(f)) -- --test unit --test props

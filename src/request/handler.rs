@@ -81,11 +81,13 @@ unsafe fn access(r: *mut ngx_http_request_t, phase: Phase) -> ngx_int_t {
     let Some(conf) = Module::location_conf(request) else {
         return Status::NGX_DECLINED.into();
     };
-    if !conf.enabled() {
-        debug!(r, "Module disabled");
+    // The preaccess handler stays silent where it has nothing to do (the
+    // access handler writes the C module's debug lines, once).
+    if phase == Phase::Preaccess && (conf.phase() == Phase::Access || !conf.enabled()) {
         return Status::NGX_DECLINED.into();
     }
-    if phase == Phase::Preaccess && conf.phase() == Phase::Access {
+    if !conf.enabled() {
+        debug!(r, "Module disabled");
         return Status::NGX_DECLINED.into();
     }
     if state::note(r).is_some_and(|n| n.authorized) {
