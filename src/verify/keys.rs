@@ -248,12 +248,14 @@ pub fn verify(jwt: &[u8], keys: &KeySet, policy: &Policy) -> Result<u64, VerifyE
             validation.set_audience(&policy.audience);
         }
         use jsonwebtoken::errors::ErrorKind;
+        /// `exp` as a whole number (`None` when absent: the validation's
+        /// required claims then report it; another type is a JSON error).
         #[derive(serde::Deserialize)]
         struct Exp {
-            exp: u64,
+            exp: Option<u64>,
         }
         match jsonwebtoken::decode::<Exp>(text, &key.key, &validation) {
-            Ok(data) => return Ok(data.claims.exp),
+            Ok(data) => return data.claims.exp.ok_or(VerifyError::MissingExpiry),
             Err(e) => {
                 outcome = Err(match e.kind() {
                     ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
