@@ -19,7 +19,7 @@ use crate::cache::zone::{now_mono, EntryKind};
 use crate::conf::LocationConf;
 use crate::response::send_error;
 use crate::time::now_wall_ms;
-use crate::verify::keys::{KeySet, VerifyError};
+use crate::verify::keys::VerifyError;
 use crate::verify::store::MAX_JWKS_SIZE;
 use crate::verify::{FetchClaim, KeySource, Step, FETCH_TIMEOUT_MS};
 
@@ -125,28 +125,23 @@ pub(super) unsafe fn finish_key_fetch(
         && !resp.too_large
         && resp.rc == Status::NGX_OK.0
         && !resp.internal_error;
-    let parsed = if complete {
-        KeySet::from_jwks(&resp.body).map(|_| ())
-    } else if resp.too_large {
-        Err(format!("a JWKS larger than {MAX_JWKS_SIZE} bytes"))
+    let stored = if complete {
+        claim.store(&resp.body, now_mono())
     } else {
-        Err(format!(
-            "an unusable response (status: {}, rc: {}, complete: {})",
-            resp.status,
-            resp.rc,
-            resp.ended && !resp.failed && !resp.read_failed
-        ))
+        claim.fail();
+        Err(if resp.too_large {
+            format!("JWKS request returned a JWKS larger than {MAX_JWKS_SIZE} bytes")
+        } else {
+            format!(
+                "JWKS request returned an unusable response (status: {}, rc: {}, complete: {})",
+                resp.status,
+                resp.rc,
+                resp.ended && !resp.failed && !resp.read_failed
+            )
+        })
     };
-    match parsed {
-        Ok(()) => {
-            if !claim.finish(Some(&resp.body), now_mono()) {
-                log_own!(NGX_LOG_ERR, r, "the JWKS does not fit in the key zone");
-            }
-        }
-        Err(e) => {
-            log_own!(NGX_LOG_ERR, r, "JWKS request returned {e}");
-            claim.finish(None, now_mono());
-        }
+    if let Err(e) = stored {
+        log_own!(NGX_LOG_ERR, r, "{e}");
     }
     verify_then_forward(r, conf, ctx, pending, false)
 }

@@ -84,10 +84,30 @@ pub struct FetchClaim {
 }
 
 impl FetchClaim {
-    /// Ends the fetch, storing `document` (an accepted JWKS) if given.
-    pub fn finish(mut self, document: Option<&[u8]>, now: u64) -> bool {
+    /// Ends the fetch with `document`: stored for every worker when it is a
+    /// JWKS with a signature key (this worker keeps the keys it parsed);
+    /// otherwise the error line saying why, and the keys stay as they were.
+    pub fn store(mut self, document: &[u8], now: u64) -> Result<(), String> {
         self.finished = true;
-        self.store.finish_fetch(self.id, document, now)
+        let keys = match KeySet::from_jwks(document) {
+            Ok(keys) => Arc::new(keys),
+            Err(e) => {
+                self.store.finish_fetch(self.id, None, now);
+                return Err(format!("JWKS request returned {e}"));
+            }
+        };
+        let generation = self
+            .store
+            .finish_fetch(self.id, Some(document), now)
+            .ok_or("the JWKS does not fit in the key zone")?;
+        let _ = FETCHED.try_with(|m| m.borrow_mut().insert(self.id, (generation, keys)));
+        Ok(())
+    }
+
+    /// Ends the fetch without a document (the keys stay as they were).
+    pub fn fail(self) {
+        // Dropping an unfinished claim ends its fetch.
+        drop(self);
     }
 }
 
@@ -175,10 +195,15 @@ impl Verifier {
     pub fn check(&self, jwt: &[u8], now: u64) -> Result<u64, VerifyError> {
         match &self.source {
             KeySource::File(keys) => self.check_with(keys, 0, jwt, now),
-            KeySource::Fetched(f) => match fetched_keys(f) {
-                Some((generation, keys)) => self.check_with(&keys, generation, jwt, now),
-                None => Err(VerifyError::NoKeys),
-            },
+            KeySource::Fetched(f) => {
+                // SAFETY: see `step`.
+                let store = unsafe { Store::from_shm_zone(f.zone) };
+                let generation = store.as_ref().map_or(0, |s| s.state(f.id, 0).generation);
+                match store.and_then(|store| fetched_keys(f, &store, generation)) {
+                    Some((generation, keys)) => self.check_with(&keys, generation, jwt, now),
+                    None => Err(VerifyError::NoKeys),
+                }
+            }
         }
     }
 
@@ -203,7 +228,7 @@ impl Verifier {
             return Step::Refused(VerifyError::NoKeys);
         };
         let state = store.state(fetched.id, now);
-        let keys = fetched_keys(fetched);
+        let keys = fetched_keys(fetched, &store, state.generation);
         let usable = keys.as_ref().filter(|(_, keys)| {
             !names_unknown_key(jwt, keys)
                 && now.saturating_sub(state.fetched_at) < fetched.refresh_ms
@@ -235,12 +260,13 @@ impl Verifier {
     }
 }
 
-/// The fetched keys of `source` as stored now, parsed once per generation
-/// by this worker.
-fn fetched_keys(source: &FetchedSource) -> Option<(u64, Arc<KeySet>)> {
-    // SAFETY: see `Verifier::step`.
-    let store = unsafe { Store::from_shm_zone(source.zone) }?;
-    let generation = store.state(source.id, 0).generation;
+/// The fetched keys of `source` at `generation` (the store's current one),
+/// parsed once per generation by this worker.
+fn fetched_keys(
+    source: &FetchedSource,
+    store: &Store,
+    generation: u64,
+) -> Option<(u64, Arc<KeySet>)> {
     if generation == 0 {
         return None;
     }

@@ -170,21 +170,15 @@ impl Store {
         .unwrap_or(false)
     }
 
-    /// Ends the running fetch of slot `id`, storing `document` when given.
-    /// False when the document does not fit in the zone.
-    pub fn finish_fetch(&self, id: u64, document: Option<&[u8]>, now: u64) -> bool {
+    /// Ends the running fetch of slot `id`, storing `document` when given;
+    /// the stored document's generation, `None` when nothing was stored
+    /// (no document, or it does not fit in the zone).
+    pub fn finish_fetch(&self, id: u64, document: Option<&[u8]>, now: u64) -> Option<u64> {
         self.with_slot(id, |s, pool| {
             s.fetching_until = 0;
-            let Some(document) = document else {
-                return true;
-            };
-            let Ok(layout) = Layout::array::<u8>(document.len().max(1)) else {
-                return false;
-            };
-            let Ok(data) = pool.allocate(layout) else {
-                return false;
-            };
-            let data = data.as_ptr().cast::<u8>();
+            let document = document?;
+            let layout = Layout::array::<u8>(document.len().max(1)).ok()?;
+            let data = pool.allocate(layout).ok()?.as_ptr().cast::<u8>();
             // SAFETY: `data` was just allocated with room for the document.
             unsafe { ptr::copy_nonoverlapping(document.as_ptr(), data, document.len()) };
             if let Some(old) = NonNull::new(s.data) {
@@ -197,8 +191,8 @@ impl Store {
             s.len = document.len();
             s.generation += 1;
             s.fetched_at = now;
-            true
+            Some(s.generation)
         })
-        .unwrap_or(false)
+        .flatten()
     }
 }
