@@ -9,26 +9,48 @@ use common::*;
 /// A gateway (2 workers) fetching keys through `location = /jwks`; `extra`
 /// goes to the `http` level.
 fn fetching_gateway(extra: &str) -> Gateway {
-    let extra = extra.to_string();
+    fetching_gateway_with(
+        Parts {
+            http: extra,
+            ..Parts::default()
+        },
+        |auth| {
+            format!(
+                "location = /jwks {{ internal; proxy_pass {}; }}",
+                auth.jwks_url()
+            )
+        },
+    )
+}
+
+/// The gateway of these tests: `/api` protected, keys fetched through
+/// `/jwks`, served by the location(s) `jwks_location(auth)`; `parts` adds
+/// lines at the `http`, `server` and `/api` levels.
+fn fetching_gateway_with(
+    parts: Parts,
+    jwks_location: impl FnOnce(&AuthServer) -> String,
+) -> Gateway {
     gateway_custom(move |auth, echo, port| {
         format!(
-            r#"{extra}
+            r#"{http}
             phantom_token_jwks_request /jwks;
             server {{
                 listen 127.0.0.1:{port};
+                {server}
                 location /api {{
                     phantom_token on;
                     phantom_token_introspection_endpoint curity;
+                    {api}
                     proxy_pass http://127.0.0.1:{echo};
                 }}
-                location = /jwks {{
-                    internal;
-                    proxy_pass {jwks};
-                }}
+                {jwks}
                 {curity}
             }}"#,
+            http = parts.http,
+            server = parts.server,
+            api = parts.api,
             echo = echo.port(),
-            jwks = auth.jwks_url(),
+            jwks = jwks_location(auth),
             curity = curity_location(auth, "")
         )
     })
@@ -170,27 +192,20 @@ fn fetched_keys_survive_a_reload() {
 /// The admin warm-up uses the keys at hand and never fetches.
 #[test]
 fn warm_up_uses_the_keys_at_hand() {
-    let gw = gateway_custom(|auth, echo, port| {
-        format!(
-            r#"phantom_token_jwks_request /jwks;
-            phantom_token_cache_zone tokens:1m;
-            server {{
-                listen 127.0.0.1:{port};
-                location /api {{
-                    phantom_token on;
-                    phantom_token_introspection_endpoint curity;
-                    phantom_token_cache tokens;
-                    proxy_pass http://127.0.0.1:{echo};
-                }}
-                location = /admin {{ phantom_token_cache_admin tokens; }}
-                location = /jwks {{ internal; proxy_pass {jwks}; }}
-                {curity}
-            }}"#,
-            echo = echo.port(),
-            jwks = auth.jwks_url(),
-            curity = curity_location(auth, "")
-        )
-    });
+    let gw = fetching_gateway_with(
+        Parts {
+            http: "phantom_token_cache_zone tokens:1m;",
+            server: "location = /admin { phantom_token_cache_admin tokens; }",
+            api: "phantom_token_cache tokens;",
+            ..Parts::default()
+        },
+        |auth| {
+            format!(
+                "location = /jwks {{ internal; proxy_pass {}; }}",
+                auth.jwks_url()
+            )
+        },
+    );
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -242,38 +257,28 @@ fn the_key_zone_name_is_reserved() {
 fn jwks_subrequest_redirects_stay_inside() {
     for fallback in [false, true] {
         let down = ClosedPort::reserve();
-        let gw = gateway_custom(|auth, echo, port| {
-            let jwks_location = if fallback {
-                format!(
-                    "location = /jwks {{ internal; error_page 502 = @backup_jwks; proxy_pass http://127.0.0.1:{}/jwks; }}
-                     location @backup_jwks {{ rewrite ^ /jwks break; proxy_pass http://127.0.0.1:{}; }}",
-                    down.port(),
-                    auth.port()
-                )
-            } else {
-                format!(
-                    "location = /jwks {{ internal; proxy_pass http://127.0.0.1:{}/jwks; }}",
-                    down.port()
-                )
-            };
-            format!(
-                r#"phantom_token_jwks_request /jwks;
-                server {{
-                    listen 127.0.0.1:{port};
-                    error_page 500 502 503 504 /50x.html;
-                    location = /50x.html {{ return 200 "<html>50x</html>"; }}
-                    location /api {{
-                        phantom_token on;
-                        phantom_token_introspection_endpoint curity;
-                        proxy_pass http://127.0.0.1:{echo};
-                    }}
-                    {jwks_location}
-                    {curity}
-                }}"#,
-                echo = echo.port(),
-                curity = curity_location(auth, "")
-            )
-        });
+        let gw = fetching_gateway_with(
+            Parts {
+                server: r#"error_page 500 502 503 504 /50x.html;
+                    location = /50x.html { return 200 "<html>50x</html>"; }"#,
+                ..Parts::default()
+            },
+            |auth| {
+                if fallback {
+                    format!(
+                        "location = /jwks {{ internal; error_page 502 = @backup_jwks; proxy_pass http://127.0.0.1:{}/jwks; }}
+                         location @backup_jwks {{ rewrite ^ /jwks break; proxy_pass http://127.0.0.1:{}; }}",
+                        down.port(),
+                        auth.port()
+                    )
+                } else {
+                    format!(
+                        "location = /jwks {{ internal; proxy_pass http://127.0.0.1:{}/jwks; }}",
+                        down.port()
+                    )
+                }
+            },
+        );
         let token = gw.token();
         let raw = raw_request(
             gw.nginx.port(),
@@ -313,24 +318,17 @@ fn jwks_from_a_static_file_and_size_limit() {
     std::fs::write(&big, padded).unwrap();
     for (file, ok) in [(&good, true), (&big, false)] {
         let file = file.display().to_string();
-        let gw = gateway_custom(|auth, echo, port| {
-            format!(
-                r#"phantom_token_jwks_request /jwks;
-                sendfile on;
-                server {{
-                    listen 127.0.0.1:{port};
-                    location /api {{
-                        phantom_token on;
-                        phantom_token_introspection_endpoint curity;
-                        proxy_pass http://127.0.0.1:{echo};
-                    }}
-                    location = /jwks {{ internal; default_type application/json; alias {file}; }}
-                    {curity}
-                }}"#,
-                echo = echo.port(),
-                curity = curity_location(auth, "")
-            )
-        });
+        let gw = fetching_gateway_with(
+            Parts {
+                http: "sendfile on;",
+                ..Parts::default()
+            },
+            |_| {
+                format!(
+                    "location = /jwks {{ internal; default_type application/json; alias {file}; }}"
+                )
+            },
+        );
         let resp = gw.get_bearer("/api", &gw.token());
         if ok {
             assert_forwarded(resp);
