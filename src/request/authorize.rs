@@ -5,16 +5,18 @@
 use core::cell::RefCell;
 use std::rc::Rc;
 
-use nginx_sys::{ngx_http_request_t, ngx_int_t, NGX_LOG_INFO};
+use nginx_sys::{
+    ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_INFO,
+};
 use ngx::ngx_log_error;
 
-use super::state::{note, Claims};
+use super::state::{note, note_mut, Claims};
 use crate::authz::{any_applies, first_unmet};
 use crate::bearer::token_fingerprint;
 use crate::claims::{decode_claims, introspection_answer};
 use crate::conf::LocationConf;
 use crate::jwt_memo::Memo;
-use crate::response::send_forbidden;
+use crate::response::{send_error, send_forbidden};
 
 std::thread_local! {
     /// This worker's memo of decoded claims, by JWT.
@@ -111,4 +113,27 @@ pub unsafe fn bound_to_dpop_key(r: *mut ngx_http_request_t) -> bool {
             .and_then(|cnf| cnf.get("jkt"))
             .is_some_and(|jkt| jkt.is_string())
     })
+}
+
+/// The last step of every exchange: the location's rules on the claims
+/// noted for the request, then the client's `Authorization` value becomes
+/// `value` and the request is marked authorized. `Err(rc)` when the request
+/// was answered (403, or 500 without a header or note).
+///
+/// # Safety
+/// `r` must be a valid main request in the access phase.
+pub unsafe fn admit(
+    r: *mut ngx_http_request_t,
+    conf: &LocationConf,
+    value: ngx_str_t,
+) -> Result<(), ngx_int_t> {
+    if let Some(rc) = enforce(r, conf) {
+        return Err(rc);
+    }
+    let (Some(header), Some(note)) = ((*r).headers_in.authorization.as_mut(), note_mut(r)) else {
+        return Err(send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize));
+    };
+    header.value = value;
+    note.authorized = true;
+    Ok(())
 }

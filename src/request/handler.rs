@@ -13,7 +13,7 @@ use nginx_sys::{
 use ngx::core::Status;
 use ngx::http::HttpModuleLocationConf;
 
-use super::authorize::{bound_to_dpop_key, enforce, json_claims};
+use super::authorize::{admit, bound_to_dpop_key, json_claims};
 use super::json::{accept_json_answer, stored_value, use_claims};
 use super::state::{self, Lease, RequestCtx, RequestState};
 use super::subrequest;
@@ -466,15 +466,9 @@ pub(super) unsafe fn use_jwt(
         );
         return send_error(r, conf, NGX_HTTP_UNAUTHORIZED as usize);
     }
-    if let Some(rc) = enforce(r, conf) {
+    if let Err(rc) = admit(r, conf, value) {
         return rc;
     }
-    let (Some(header), Some(note)) = ((*r).headers_in.authorization.as_mut(), state::note_mut(r))
-    else {
-        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
-    };
-    header.value = value;
-    note.authorized = true;
     debug!(
         r,
         "Forwarding a JWT of {} bytes to the upstream",

@@ -8,7 +8,7 @@ use nginx_sys::{
 };
 use ngx::core::Status;
 
-use super::authorize::enforce;
+use super::authorize::admit;
 use super::handler::forward_value;
 use super::state::{self, Lease, RequestCtx};
 use crate::bearer::Scheme;
@@ -71,21 +71,16 @@ pub(super) unsafe fn use_claims(
     };
     note.jwt = None;
     note.claims = Some(claims);
-    if let Some(rc) = enforce(r, conf) {
-        return rc;
-    }
-    let (Some(header), Some(note)) = ((*r).headers_in.authorization.as_mut(), state::note_mut(r))
-    else {
-        return send_error(r, conf, NGX_HTTP_INTERNAL_SERVER_ERROR as usize);
-    };
     // The opaque token never leaves the gateway: the header's value is
     // emptied (NGINX's header list keeps the line; `proxy_set_header
     // Authorization "";` drops it).
-    header.value = ngx_str_t {
+    let empty = ngx_str_t {
         len: 0,
         data: c"".as_ptr().cast_mut().cast(),
     };
-    note.authorized = true;
+    if let Err(rc) = admit(r, conf, empty) {
+        return rc;
+    }
     debug!(r, "Token active (JSON introspection): request proceeds");
     Status::NGX_OK.into()
 }
